@@ -1,0 +1,3 @@
+from repropack.cli import main
+
+main()
