@@ -1,0 +1,235 @@
+"""The command line: parse options, call one pipeline function, print, map errors to exit codes.
+
+Nothing below this module prints for the user or exits; errors are ReproError subclasses whose
+``exit_code`` is the contract in README.md (0 ok, 1 not reproduced, 2 bad input, 3 environment,
+4 the experiment's command failed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from repropack import __version__
+from repropack.errors import BadInput, ReproError
+
+app = typer.Typer(
+    name="repropack",
+    help="Freeze one ML experiment into one Docker image plus one manifest, and check that it reproduces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+base_app = typer.Typer(help="Base images: list the catalog, make a local base.", no_args_is_help=True)
+app.add_typer(base_app, name="base")
+
+_state = {"debug": False}
+
+SpecArg = Annotated[Path, typer.Argument(help="The experiment's experiment.yaml.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+DirtyOpt = Annotated[bool, typer.Option("--allow-dirty", help="Ship uncommitted changes; the diff is recorded.")]
+DataOpt = Annotated[list[str] | None, typer.Option("--data", help="NAME=PATH: mount a dataset (read-only).")]
+GpusOpt = Annotated[str | None, typer.Option("--gpus", help="'all' gives the container every GPU (like docker run).")]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _gpus(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value != "all":
+        raise BadInput(f"--gpus takes 'all', not '{value}'.")
+    return True
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"repropack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@base_app.command("list")
+def base_list(as_json: JsonOpt = False) -> None:
+    """List the base image catalog."""
+    from repropack.base_images_catalog import load_catalog
+
+    catalog = load_catalog()
+    if as_json:
+        _print_json({name: {"reference": b.reference, "python": b.python, "cuda": b.cuda, "local": bool(b.recipe)}
+                     for name, b in catalog.items()})
+        return
+    for name, b in sorted(catalog.items()):
+        where = "made locally: repropack base build " + name if b.recipe else b.reference
+        print(f"{name:<32} python {b.python:<5} cuda {b.cuda or '-':<5} {where}")
+
+
+@base_app.command("build")
+def base_build(name: Annotated[str, typer.Argument(help="A catalog name, e.g. debian-bookworm.")]) -> None:
+    """Make a local base image from Debian's packages (no registry needed)."""
+    from repropack.base_build import build_base
+
+    image_id = build_base(name, on_line=_say)
+    print(image_id)
+
+
+@app.command()
+def lock(
+    spec: SpecArg,
+    upgrade: Annotated[bool, typer.Option("--upgrade", help="Resolve afresh instead of keeping current pins.")] = False,
+) -> None:
+    """Write the hash-pinned lockfile (pip-compile --generate-hashes) beside experiment.yaml."""
+    from repropack.locking import lock_experiment
+
+    result = lock_experiment(spec, upgrade=upgrade)
+    print(f"{result.path.name}: {result.message}")
+
+
+@app.command(name="freeze")
+def freeze_command(
+    spec: SpecArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for Dockerfile and manifest.json.")],
+    allow_dirty: DirtyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: write OUTPUT/Dockerfile and OUTPUT/manifest.json; needs no Docker engine."""
+    from repropack.build import freeze_to
+
+    result = freeze_to(spec, output, allow_dirty=allow_dirty)
+    if as_json:
+        _print_json({"output": str(output), "files": list(result.files), "manifest_digest": result.manifest_digest})
+        return
+    if not result.base_resolved:
+        _say("note: no Docker engine reachable; the base image is recorded by reference, not by image id")
+    print(f"wrote {', '.join(result.files)} to {output} (manifest sha256:{result.manifest_digest})")
+
+
+@app.command()
+def build(
+    spec: SpecArg,
+    as_json: JsonOpt = False,
+    allow_dirty: DirtyOpt = False,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="NAME:TAG for the image.")] = None,
+) -> None:
+    """Freeze the experiment and build its image on the Docker engine."""
+    from repropack.build import build_image
+
+    quiet = as_json or not sys.stderr.isatty()
+    result = build_image(
+        spec, allow_dirty=allow_dirty, tag=tag,
+        on_line=(lambda line: None) if quiet else _say, on_note=(lambda line: None) if as_json else _say,
+    )
+    if as_json:
+        _print_json({"image": result.image_id, "tag": result.tag, "manifest_digest": f"sha256:{result.manifest_digest}",
+                     "lockfile": result.lockfile, "lock_created": result.lock_created})
+        return
+    print(f"built {result.tag} ({result.image_id[:19]}), manifest sha256:{result.manifest_digest}")
+
+
+@app.command()
+def run(
+    image: Annotated[str, typer.Argument(help="The image (tag or id).")],
+    command: Annotated[str | None, typer.Argument(help="The experiment's command (default: train).")] = None,
+    data: DataOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the results.")] = Path("out"),
+    gpus: GpusOpt = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: override a config value.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Override the seed.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop the command after N seconds.")] = None,
+) -> None:
+    """Run one of the image's commands; results land in OUTPUT (metrics.json, run.json)."""
+    from repropack.engine import Engine
+    from repropack.image import load_image_manifest
+    from repropack.runner import RunRequest, run_image
+
+    request = RunRequest(command=command, data=tuple(data or ()), sets=tuple(sets or ()), seed=seed,
+                         timeout=timeout, gpus=_gpus(gpus))
+    engine = Engine.connect()
+    outcome = run_image(engine, load_image_manifest(engine, image), request, output, print)
+    _say(f"results in {output}/: metrics.json, run.json")
+    del outcome
+
+
+@app.command()
+def verify(
+    image: Annotated[str, typer.Argument(help="The image (tag or id) to verify.")],
+    as_json: JsonOpt = False,
+    command: Annotated[str | None, typer.Option("--command", help="Command to run (default: evaluate, else train).")]
+    = None,
+    data: DataOpt = None,
+    gpus: GpusOpt = None,
+    network: Annotated[bool, typer.Option("--network", help="Give the container network access.")] = False,
+) -> None:
+    """Re-run the image and compare its metrics with the expected ones (exit 1 when they differ)."""
+    from repropack.engine import Engine
+    from repropack.report import render_verify_report
+    from repropack.runner import RunRequest
+    from repropack.verify import verify_image
+
+    request = RunRequest(command=command, data=tuple(data or ()), gpus=_gpus(gpus), network=network)
+    engine = Engine.connect()
+    report = verify_image(engine, image, request, (lambda line: None) if as_json else _say)
+    if as_json:
+        _print_json(report)
+    else:
+        print(render_verify_report(report))
+    if not report["reproduced"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    image: Annotated[str, typer.Argument(help="The image (tag or id).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the manifest embedded in an image."""
+    from repropack.engine import Engine
+    from repropack.image import load_image_manifest
+    from repropack.report import render_manifest_summary
+
+    loaded = load_image_manifest(Engine.connect(), image)
+    if as_json:
+        _print_json(loaded.manifest)
+    else:
+        print(render_manifest_summary(loaded.manifest, loaded.image_id))
+
+
+def main() -> None:
+    """Entry point: run the app and turn every error into its one-paragraph message and exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except ReproError as error:
+        if _state["debug"]:
+            raise
+        _say(f"error: {error.paragraph()}")
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _say("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

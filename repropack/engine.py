@@ -1,0 +1,216 @@
+"""The only module that talks to Docker: a small interface over the Docker SDK.
+
+Everything above it deals in image ids, references, bytes and exit codes; every engine failure comes
+out as an :class:`EnvironmentProblem` (exit 3) that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from repropack.errors import EnvironmentProblem
+
+START_HINT = (
+    "Start the Docker engine (for example 'sudo systemctl start docker', or 'sudo dockerd &'), "
+    "or point DOCKER_HOST at one."
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # a path on the host
+    target: str  # a path in the container
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    output_tail: list[str]
+    oom_killed: bool
+
+
+@contextlib.contextmanager
+def engine_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise EnvironmentProblem(f"{action}: image not found ({exc.explanation}).") from None
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"{action}: the Docker engine said: {exc.explanation or exc}.") from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise EnvironmentProblem(f"{action}: cannot reach the Docker engine ({exc}).", hint=START_HINT) from None
+
+
+class Engine:
+    """A connected Docker engine."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls) -> Engine:
+        with engine_errors("Connecting to Docker"):
+            client = docker.from_env(timeout=600)
+            client.ping()
+        return cls(client)
+
+    # -- images --------------------------------------------------------------------------------------
+    def image_id(self, reference: str) -> str | None:
+        """The id of a local image, or None when the engine does not have it."""
+        with engine_errors(f"Looking up {reference}"):
+            try:
+                return str(self.client.api.inspect_image(reference)["Id"])
+            except docker.errors.ImageNotFound:
+                return None
+
+    def inspect(self, reference: str) -> dict[str, Any]:
+        with engine_errors(f"Inspecting {reference}"):
+            return dict(self.client.api.inspect_image(reference))
+
+    def labels(self, reference: str) -> dict[str, str]:
+        config = self.inspect(reference).get("Config") or {}
+        return dict(config.get("Labels") or {})
+
+    def build(self, context: IO[bytes], labels: dict[str, str], on_line: Callable[[str], None]) -> str:
+        """Build from a ready-made context tarball; returns the image id. Nothing is tagged here."""
+        image_id: str | None = None
+        tail: list[str] = []
+        with engine_errors("Building the image"):
+            stream = self.client.api.build(
+                fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
+                decode=True, labels=labels,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = " ".join(line.strip() for line in tail[-5:] if line.strip())
+                    shown = f" (last output: {detail})" if detail else ""
+                    raise EnvironmentProblem(
+                        f"A build step failed: {chunk['error'].strip()}{shown}",
+                        hint="Fix the cause above and build again; nothing was tagged.",
+                    )
+                text = chunk.get("stream")
+                if text:
+                    for line in text.splitlines():
+                        tail = [*tail, line][-20:]
+                        on_line(line)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "ID" in aux:
+                    image_id = str(aux["ID"])
+        if image_id is None:
+            raise EnvironmentProblem("The Docker engine finished the build without reporting an image id.")
+        return image_id
+
+    def pull(self, reference: str) -> str:
+        """Pull ``reference`` (a registry reference, ideally pinned by digest); returns the image id."""
+        with engine_errors(f"Pulling {reference}"):
+            self.client.api.pull(reference)
+        image_id = self.image_id(reference)
+        if image_id is None:
+            raise EnvironmentProblem(f"Pulling {reference} did not produce an image.")
+        return image_id
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "")
+        with engine_errors(f"Tagging {reference}"):
+            self.client.api.tag(image_id, repository, tag or "latest")
+
+    def import_rootfs(self, tarball: Path, reference: str, changes: list[str]) -> str:
+        repository, _, tag = reference.rpartition(":")
+        with engine_errors(f"Importing {reference}"):
+            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+        image_id = self.image_id(reference)
+        if image_id is None:
+            raise EnvironmentProblem(f"Importing {reference} did not produce an image.")
+        return image_id
+
+    def remove_image(self, reference: str) -> None:
+        with engine_errors(f"Removing {reference}"), contextlib.suppress(docker.errors.ImageNotFound):
+            self.client.api.remove_image(reference, force=True)
+
+    def read_file(self, image: str, path: str) -> bytes:
+        """One file's bytes from an image, without running it (a created, never started container)."""
+        with engine_errors(f"Reading {path} from {image}"):
+            container = self.client.api.create_container(image, command=["true"], entrypoint=[])
+            try:
+                stream, _ = self.client.api.get_archive(container["Id"], path)
+                data = b"".join(stream)
+            finally:
+                self.client.api.remove_container(container["Id"], force=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = archive.next()
+            extracted = archive.extractfile(member) if member is not None else None
+            if extracted is None:
+                raise EnvironmentProblem(f"{path} in {image} is not a regular file.")
+            return extracted.read()
+
+    # -- containers ----------------------------------------------------------------------------------
+    def run(
+        self,
+        image: str,
+        args: list[str],
+        *,
+        mounts: list[Mount],
+        environment: dict[str, str],
+        user: str | None,
+        gpus: bool,
+        on_line: Callable[[str], None],
+        network: bool = True,
+    ) -> RunResult:
+        """Run ``image`` with ``args`` to completion, streaming its output; the container is removed after."""
+        device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
+        binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+        with engine_errors(f"Running {image}"):
+            host_config = self.client.api.create_host_config(
+                binds=binds, device_requests=device_requests,
+                network_mode="bridge" if network else "none",
+            )
+            try:
+                container = self.client.api.create_container(
+                    image, command=args, environment=environment, user=user or "", host_config=host_config,
+                )
+            except docker.errors.ImageNotFound:
+                raise EnvironmentProblem(f"The image {image} is not on this Docker engine.",
+                                         hint="Build it with 'repropack build', or pull it.") from None
+            cid = container["Id"]
+            tail: list[str] = []
+            try:
+                try:
+                    self.client.api.start(cid)
+                except docker.errors.APIError as exc:
+                    if gpus and "gpu" in str(exc).lower():
+                        raise EnvironmentProblem(
+                            "The Docker engine cannot give containers a GPU (--gpus all): "
+                            f"{exc.explanation or exc}.",
+                            hint="Install the NVIDIA Container Toolkit, or run without --gpus.",
+                        ) from None
+                    raise
+                pending = ""
+                for chunk in self.client.api.logs(cid, stream=True, follow=True):
+                    pending += chunk.decode(errors="replace")
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        tail = [*tail, line][-20:]
+                        on_line(line)
+                if pending:
+                    tail = [*tail, pending][-20:]
+                    on_line(pending)
+                status = self.client.api.wait(cid)
+                state = self.client.api.inspect_container(cid)["State"]
+            finally:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.api.remove_container(cid, force=True)
+        return RunResult(
+            exit_code=int(status.get("StatusCode", 1)), output_tail=tail, oom_killed=bool(state.get("OOMKilled")),
+        )

@@ -1,0 +1,53 @@
+"""Human-readable text for reports and manifests (the JSON forms are printed as they are)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def render_verify_report(report: dict[str, Any]) -> str:
+    lines = [f"image     {report['image']} ({report['image_id'][:19]})",
+             f"manifest  sha256:{report['manifest_digest']}"]
+    for name, check in sorted(report["integrity"].items()):
+        lines.append(f"  {'ok  ' if check['passed'] else 'FAIL'} {name}: {check['detail']}")
+    if report.get("command"):
+        run = report.get("run") or {}
+        lines.append(f"command   {report['command']} (seed {run.get('seed')}, {run.get('device')}, "
+                     f"{run.get('duration_s')} s)")
+    if report["metrics"]:
+        lines.append(f"  {'metric':<20} {'expected':>12} {'actual':>12} {'difference':>12} {'tolerance':>12}  result")
+        for name, m in report["metrics"].items():
+            lines.append(
+                f"  {name:<20} {_number(m['expected']):>12} {_number(m['actual']):>12} "
+                f"{_number(m['difference']):>12} {_number(m['tolerance']):>12}  {'ok' if m['passed'] else 'FAIL'}"
+            )
+    lines.append("REPRODUCED" if report["reproduced"] else "NOT REPRODUCED")
+    return "\n".join(lines)
+
+
+def render_manifest_summary(manifest: dict[str, Any], image_id: str) -> str:
+    code, deps, base = manifest["code"], manifest["dependencies"], manifest["base"]
+    lines = [
+        f"experiment  {manifest['experiment']['name']} (seed {manifest['experiment']['seed']}, "
+        f"gpu {manifest['experiment']['gpu']})",
+        f"image       {image_id}",
+        f"manifest    sha256:{manifest['sha256']}",
+        f"code        {code['commit']} ({code['folder']}, {len(code['files'])} files"
+        f"{', DIRTY' if code['dirty'] else ''})",
+        f"base        {base['name'] or '-'} {base['reference']} ({base['image_id'] or 'unresolved'})",
+        f"packages    {deps['count']} from {deps['lockfile']} (sha256:{deps['sha256'][:16]}...)",
+    ]
+    if manifest.get("config"):
+        lines.append(f"config      {manifest['config']['file']} (sha256:{manifest['config']['sha256'][:16]}...)")
+    for name, ds in manifest["datasets"].items():
+        where = "embedded" if ds["embed"] else "mounted"
+        lines.append(f"dataset     {name}: {len(ds['files'])} files, {where}, sha256:{ds['sha256'][:16]}...")
+    for name, command in manifest["commands"].items():
+        lines.append(f"command     {name}: {command}")
+    for name, e in manifest["metrics"]["expected"].items():
+        lines.append(f"expects     {name} = {e['value']} (abs_tol {e['abs_tol']}, rel_tol {e['rel_tol']})")
+    return "\n".join(lines)

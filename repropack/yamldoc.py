@@ -1,0 +1,86 @@
+"""Load a YAML document into plain Python values while keeping the line of every mapping key.
+
+PyYAML's safe loader silently keeps the last of two duplicate keys; a spec with a duplicate key is
+almost always a mistake, so duplicates are rejected here. Lines are 1-based.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from repropack.errors import BadInput
+
+
+@dataclass
+class Located:
+    """A loaded document and, for each key path (a tuple of keys), the line it stands on."""
+
+    value: Any
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def line(self, *path: str) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            found = self.lines.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return None
+
+
+def load_yaml(text: str, source: str) -> Located:
+    """Parse ``text`` (from ``source``, named in errors) into a :class:`Located` document."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(
+            f"{source} is not valid YAML{where}: {problem}.",
+            hint="Check the indentation and quoting there.",
+        ) from None
+    doc = Located(value=None)
+    if node is None:
+        return doc
+    doc.lines[()] = node.start_mark.line + 1
+    doc.value = _convert(node, (), doc.lines, source)
+    return doc
+
+
+def _convert(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                key = str(key)
+            if key in result:
+                first = lines.get((*path, key))
+                raise BadInput(
+                    f"{source}: line {line}: duplicate key '{key}' (first at line {first}).",
+                    hint="Keep one of them; a later duplicate would silently replace the earlier value.",
+                )
+            lines[(*path, key)] = line
+            result[key] = _convert(value_node, (*path, key), lines, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*path, str(i)), lines, source) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return "<complex key>"
+    return _construct(node)
+
+
+def _construct(node: yaml.ScalarNode) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
