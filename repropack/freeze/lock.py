@@ -95,8 +95,6 @@ def read_lock(path: Path) -> Lock:
             name=normalize(match.group(1)), version=match.group(2),
             hashes=tuple(HASH.findall(match.group(4))), line=line,
         ))
-    if not packages:
-        raise BadInput(f"{path.name} pins no packages.", hint=fix)
     return Lock(
         path=path, sha256=hashlib.sha256(text.encode()).hexdigest(), inputs_sha256=inputs.group(1),
         packages=tuple(sorted(packages, key=lambda p: p.name)),
