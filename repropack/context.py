@@ -71,6 +71,8 @@ def write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out:
     folders: set[str] = set()
     entries = sorted(_entries(frozen, dockerfile, wheels), key=lambda e: e[0])
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(_folder("wheels"))  # present even when the lock pins nothing: the Dockerfile copies it
+        folders.add("wheels")
         for name, content, mode in entries:
             parts = name.split("/")
             for depth in range(1, len(parts)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -71,13 +71,15 @@ class Engine:
         """The id of a local image, or None when the engine does not have it."""
         with engine_errors(f"Looking up {reference}"):
             try:
-                return str(self.client.api.inspect_image(reference)["Id"])
+                details = self.client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
             except docker.errors.ImageNotFound:
                 return None
+        return str(details["Id"])
 
     def inspect(self, reference: str) -> dict[str, Any]:
         with engine_errors(f"Inspecting {reference}"):
-            return dict(self.client.api.inspect_image(reference))
+            details: dict[str, Any] = self.client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
+            return details
 
     def labels(self, reference: str) -> dict[str, str]:
         config = self.inspect(reference).get("Config") or {}
@@ -170,7 +172,9 @@ class Engine:
     ) -> RunResult:
         """Run ``image`` with ``args`` to completion, streaming its output; the container is removed after."""
         device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
-        binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
+        binds: dict[str, Mapping[str, str]] = {
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
+        }
         with engine_errors(f"Running {image}"):
             host_config = self.client.api.create_host_config(
                 binds=binds, device_requests=device_requests,

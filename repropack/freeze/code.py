@@ -63,12 +63,16 @@ def snapshot(folder: Path, *, allow_dirty: bool, exclude: tuple[Path, ...] = ())
     """The code of the experiment in ``folder`` at HEAD (``exclude``: paths that ship as data instead)."""
     root, prefix = _locate(folder)
     commit = _head(root, folder)
-    listing = _tree(root, commit, prefix)
     excluded = {_relative(path, folder) for path in exclude}
+    # Data is hashed and shipped on its own: an edited dataset is not a code change (nor a diff to record).
+    scope = _pathspecs(prefix, excluded)
+    diff = _dirty_diff(root, scope)
+    # A dirty tree ships what git tracks now (the index: staged additions and renames included), so the
+    # recorded diff describes exactly the difference between the commit and the shipped files.
+    listing = _index(root, prefix) if diff else _tree(root, commit, prefix)
     listing = {p: e for p, e in listing.items() if not _under_any(p, excluded)}
-    diff = _dirty_diff(root, prefix)
     if diff and not allow_dirty:
-        changed = _changed_files(root, prefix)
+        changed = _changed_files(root, scope)
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise BadInput(
             f"The experiment's code has uncommitted changes ({shown}); repropack ships a commit, "
@@ -124,6 +128,31 @@ def _tree(root: Path, commit: str, prefix: str) -> dict[str, bool]:
     return dict(sorted(entries.items()))
 
 
+def _index(root: Path, prefix: str) -> dict[str, bool]:
+    """Files git tracks now under ``prefix``: relative path -> executable. Symlinks and submodules skip."""
+    entries: dict[str, bool] = {}
+    for record in git(root, "ls-files", "-s", "-z", "--", f":(literal){prefix or '.'}").split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode = meta.decode().split(" ")[0]
+        if mode not in ("100644", "100755"):
+            continue
+        rel = path.decode()
+        if prefix:
+            rel = PurePosixPath(rel).relative_to(prefix).as_posix()
+        entries[rel] = mode == "100755"
+    return dict(sorted(entries.items()))
+
+
+def _pathspecs(prefix: str, excluded: set[str]) -> list[str]:
+    """The experiment folder minus the excluded paths, as literal git pathspecs."""
+    base = f"{prefix}/" if prefix else ""
+    return [f":(literal){prefix or '.'}"] + [
+        f":(exclude,literal){base}{rel}" for rel in sorted(excluded) if not rel.startswith("\0")
+    ]
+
+
 def _read_files(
     root: Path, commit: str, prefix: str, listing: dict[str, bool], *, working_tree: bool
 ) -> tuple[CodeFile, ...]:
@@ -162,18 +191,12 @@ def _cat_blobs(root: Path, specs: list[str]) -> list[bytes | None]:
     return blobs
 
 
-def _dirty_diff(root: Path, prefix: str) -> str:
-    args = ["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"]
-    if prefix:
-        args += ["--", prefix]
-    return git(root, *args).decode(errors="replace")
+def _dirty_diff(root: Path, scope: list[str]) -> str:
+    return git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--", *scope).decode(errors="replace")
 
 
-def _changed_files(root: Path, prefix: str) -> list[str]:
-    args = ["diff", "HEAD", "--name-only"]
-    if prefix:
-        args += ["--", prefix]
-    return [line for line in git(root, *args).decode().splitlines() if line]
+def _changed_files(root: Path, scope: list[str]) -> list[str]:
+    return [line for line in git(root, "diff", "HEAD", "--name-only", "--", *scope).decode().splitlines() if line]
 
 
 def _source(root: Path) -> str | None:

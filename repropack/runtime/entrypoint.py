@@ -131,7 +131,8 @@ def check_dataset(name: str, record: dict[str, Any]) -> str | None:
 
 
 def check_datasets(manifest: dict[str, Any]) -> None:
-    embedded, mounted = [], []
+    embedded: list[tuple[str, str, str]] = []
+    mounted: list[tuple[str, str, str]] = []
     for name, record in sorted(manifest["datasets"].items()):
         problem = check_dataset(name, record)
         if problem:

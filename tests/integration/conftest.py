@@ -1,0 +1,196 @@
+"""Integration fixtures: a real Docker engine, the local base image, and small real experiments.
+
+These tests need a running Docker engine; ``bash .ci/run`` installs and starts one. They fail (not
+skip) without it, so a green run always means the real engine was exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_REFERENCE = "repropack/base:debian-bookworm"
+TEST_IMAGE_PREFIX = "repropack-test-"
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the reaper image cannot be pulled here
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, object]:
+        value = json.loads(self.stdout)
+        assert isinstance(value, dict)
+        return value
+
+
+def repropack(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 900) -> CliResult:
+    """Run the real CLI in a subprocess, as a user would."""
+    done = subprocess.run(
+        [sys.executable, "-m", "repropack", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=repropack-tests", "-c", "user.email=tests@example.invalid", *args],
+        check=True, capture_output=True, text=True,
+    ).stdout
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure here means the same thing: no engine
+        pytest.fail(f"integration tests need a running Docker engine ({exc}); run 'bash .ci/run' as root")
+    yield client
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(TEST_IMAGE_PREFIX):
+                client.images.remove(tag, force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient) -> str:
+    """The local Debian base, made with `repropack base build` when this engine does not have it yet."""
+    try:
+        return str(docker_client.images.get(BASE_REFERENCE).id)
+    except docker.errors.ImageNotFound:
+        pass
+    result = repropack("base", "build", "debian-bookworm", timeout=1800)
+    assert result.code == 0, result.stderr
+    return str(docker_client.images.get(BASE_REFERENCE).id)
+
+
+TRAIN_PY = """\
+import argparse, json, os, random, sys
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--config")
+parser.add_argument("--data")
+parser.add_argument("--output")
+parser.add_argument("--seed", type=int)
+args = parser.parse_args()
+config = json.load(open(args.config))
+values = [float(line.split(",")[1]) for line in open(args.data).read().splitlines()[1:]]
+mean = sum(values) / len(values)
+if config.get("crash"):
+    print("about to fail", flush=True)
+    sys.exit(3)
+metrics = {"mean": mean * config["scale"], "hashseed": int(os.environ["PYTHONHASHSEED"]),
+           "first_random": random.random()}
+json.dump(metrics, open(os.path.join(args.output, "metrics.json"), "w"))
+print(f"mean: {mean * config['scale']:.4f}")
+"""
+
+
+@dataclass
+class Experiment:
+    root: Path  # the git repository
+    folder: Path  # the experiment's folder inside it
+    spec: Path
+
+    def commit(self, message: str = "change") -> str:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "-m", message)
+        return git(self.root, "rev-parse", "HEAD").strip()
+
+    def tag(self, suffix: str) -> str:
+        return f"{TEST_IMAGE_PREFIX}{suffix}:{os.getpid()}"
+
+
+@pytest.fixture
+def make_experiment(tmp_path: Path) -> Callable[..., Experiment]:
+    """A tiny stdlib-only experiment in a fresh git repository (builds in seconds: no packages)."""
+
+    def make(
+        expected: str = "mean: {value: 6.0, abs_tol: 0.001}",
+        gpu: str = "auto",
+        embed: bool = True,
+        extra_yaml: str = "",
+        name: str = "tiny",
+    ) -> Experiment:
+        root = tmp_path / name
+        folder = root / "experiment"
+        (folder / "data").mkdir(parents=True)
+        (folder / "train.py").write_text(TRAIN_PY)
+        (folder / "config.json").write_text(json.dumps({"scale": 2.0, "crash": False}) + "\n")
+        (folder / "requirements.in").write_text("# no packages: the standard library is enough\n")
+        (folder / "data" / "points.csv").write_text("x,y\n1,2\n2,3\n3,4\n4,3\n")
+        (root / "README.md").write_text("outside the experiment folder\n")
+        spec = folder / "experiment.yaml"
+        spec.write_text(textwrap.dedent(f"""\
+            version: 1
+            name: {name}
+            python: "3.11"
+            base: debian-bookworm
+            requirements: requirements.in
+            config: config.json
+            seed: 7
+            gpu: {gpu}
+            datasets:
+              points:
+                path: data/points.csv
+                embed: {str(embed).lower()}
+            commands:
+              train: python train.py --config {{config}} --data {{datasets.points}} --output {{output}} --seed {{seed}}
+            metrics:
+              file: metrics.json
+              expected:
+                {expected}
+            """) + extra_yaml)
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        experiment = Experiment(root, folder, spec)
+        result = repropack("lock", str(spec))
+        assert result.code == 0, result.stderr
+        experiment.commit("experiment")
+        return experiment
+
+    return make
+
+
+STEP = re.compile(r"^Step \d+/\d+ : (.*)$")
+
+
+def cached_steps(build_output: str) -> dict[str, bool]:
+    """Each Dockerfile step of a classic-builder log -> whether it came from the layer cache."""
+    steps: dict[str, bool] = {}
+    current: str | None = None
+    for line in build_output.splitlines():
+        match = STEP.match(line.strip())
+        if match:
+            current = match.group(1)
+            steps[current] = False
+        elif current is not None and "Using cache" in line:
+            steps[current] = True
+    return steps
+
+
+def copy_recipe(tmp_path: Path, name: str) -> Experiment:
+    """A recipe copied into a fresh git repository, so tests never depend on the checkout's state."""
+    root = tmp_path / name
+    shutil.copytree(REPO / "recipes" / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "out"))
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    experiment = Experiment(root, root / name, root / name / "experiment.yaml")
+    experiment.commit("recipe")
+    return experiment
