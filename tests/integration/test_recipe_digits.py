@@ -1,0 +1,59 @@
+"""The example recipe, end to end on the real engine: build with torch, train, evaluate, verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.integration.conftest import copy_recipe, repropack
+from tests.integration.test_tiny_experiment import run_container
+
+pytestmark = pytest.mark.docker
+
+
+def test_digits_mlp_builds_trains_evaluates_and_verifies(
+    base_image: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    experiment = copy_recipe(tmp_path, "digits-mlp")
+    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("digits"))
+    assert built.code == 0, built.stderr
+    tag = str(built.json()["tag"])
+    manifest = repropack("inspect", tag, "--json").json()
+    expected = manifest["metrics"]["expected"]  # type: ignore[index]
+    assert manifest["dependencies"]["packages"]["torch"] == "2.13.0+cpu"  # type: ignore[index]
+    assert set(manifest["datasets"]) == {"digits", "weights"}  # type: ignore[arg-type]
+
+    # What repropack adds is exactly the lock: no pip, no wheel files, no pip cache (the base's own
+    # /usr/share/python-wheels, which python3-venv needs, is the base's business).
+    listing = docker_client.containers.run(
+        tag, entrypoint=["/bin/sh", "-c"],
+        command=["ls /repro/venv/bin; find /repro /tmp /root \\( -name '*.whl' -o -path '*/.cache/pip' \\) -print"],
+        remove=True,
+    ).decode()
+    assert "pip" not in listing.split() and ".whl" not in listing and ".cache/pip" not in listing
+
+    # docker run IMAGE train: a real training run, seeded and deterministic.
+    code, logs = run_container(tag, tmp_path / "train", "train")
+    assert code == 0, logs
+    trained = json.loads((tmp_path / "train" / "metrics.json").read_text())
+    for name, spec in expected.items():  # type: ignore[union-attr]
+        assert abs(trained[name] - spec["value"]) <= spec["abs_tol"] + spec["rel_tol"] * abs(spec["value"])
+    record = json.loads((tmp_path / "train" / "run.json").read_text())
+    assert record["torch"]["deterministic_algorithms"] is True and record["torch"]["version"] == "2.13.0+cpu"
+    assert record["packages"]["torch"] == "2.13.0+cpu"
+    assert (tmp_path / "train" / "model.pt").stat().st_size > 0
+
+    # evaluate from the weights shipped in the image gives train's numbers (same seed, CPU).
+    evaluated = repropack("run", tag, "evaluate", "--output", str(tmp_path / "eval"))
+    assert evaluated.code == 0, evaluated.stderr
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert scored["accuracy"] == trained["accuracy"] and scored["test_loss"] == pytest.approx(trained["test_loss"])
+
+    verified = repropack("verify", tag, "--json")
+    assert verified.code == 0, verified.stderr
+    report = verified.json()
+    assert report["reproduced"] is True and report["command"] == "evaluate"
+    assert set(report["metrics"]) == {"accuracy", "test_loss"}  # type: ignore[arg-type]
