@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from repropack import __version__
@@ -31,11 +30,15 @@ app.add_typer(base_app, name="base")
 
 _state = {"debug": False}
 
-SpecArg = Annotated[Path, typer.Argument(help="The experiment's experiment.yaml.", show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="The experiment's experiment.yaml.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 DirtyOpt = Annotated[bool, typer.Option("--allow-dirty", help="Ship uncommitted changes; the diff is recorded.")]
-DataOpt = Annotated[list[str] | None, typer.Option("--data", help="NAME=PATH: mount a dataset (read-only).")]
-GpusOpt = Annotated[str | None, typer.Option("--gpus", help="'all' gives the container every GPU (like docker run).")]
+DataOpt = Annotated[
+    list[str] | None, typer.Option("--data", metavar="NAME=PATH", help="NAME=PATH: mount a dataset (read-only).")
+]
+GpusOpt = Annotated[
+    str | None, typer.Option("--gpus", metavar="all", help="'all' gives the container every GPU (like docker run).")
+]
 
 
 def _say(message: str) -> None:
@@ -77,8 +80,12 @@ def base_list(as_json: JsonOpt = False) -> None:
 
     catalog = load_catalog()
     if as_json:
-        _print_json({name: {"reference": b.reference, "python": b.python, "cuda": b.cuda, "local": bool(b.recipe)}
-                     for name, b in catalog.items()})
+        _print_json(
+            {
+                name: {"reference": b.reference, "python": b.python, "cuda": b.cuda, "local": bool(b.recipe)}
+                for name, b in catalog.items()
+            }
+        )
         return
     for name, b in sorted(catalog.items()):
         where = "made locally: repropack base build " + name if b.recipe else b.reference
@@ -86,7 +93,9 @@ def base_list(as_json: JsonOpt = False) -> None:
 
 
 @base_app.command("build")
-def base_build(name: Annotated[str, typer.Argument(help="A catalog name, e.g. debian-bookworm.")]) -> None:
+def base_build(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A catalog name, e.g. debian-bookworm.")],
+) -> None:
     """Make a local base image from Debian's packages (no registry needed)."""
     from repropack.base_build import build_base
 
@@ -109,7 +118,9 @@ def lock(
 @app.command(name="freeze")
 def freeze_command(
     spec: SpecArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for Dockerfile and manifest.json.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for Dockerfile and manifest.json.")
+    ],
     allow_dirty: DirtyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -130,41 +141,62 @@ def build(
     spec: SpecArg,
     as_json: JsonOpt = False,
     allow_dirty: DirtyOpt = False,
-    tag: Annotated[str | None, typer.Option("--tag", "-t", help="NAME:TAG for the image.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="NAME:TAG", help="NAME:TAG for the image.")] = None,
 ) -> None:
     """Freeze the experiment and build its image on the Docker engine."""
     from repropack.build import build_image
 
     quiet = as_json or not sys.stderr.isatty()
     result = build_image(
-        spec, allow_dirty=allow_dirty, tag=tag,
-        on_line=(lambda line: None) if quiet else _say, on_note=(lambda line: None) if as_json else _say,
+        spec,
+        allow_dirty=allow_dirty,
+        tag=tag,
+        on_line=(lambda line: None) if quiet else _say,
+        on_note=(lambda line: None) if as_json else _say,
     )
     if as_json:
-        _print_json({"image": result.image_id, "tag": result.tag, "manifest_digest": f"sha256:{result.manifest_digest}",
-                     "lockfile": result.lockfile, "lock_created": result.lock_created})
+        _print_json(
+            {
+                "image": result.image_id,
+                "tag": result.tag,
+                "manifest_digest": f"sha256:{result.manifest_digest}",
+                "lockfile": result.lockfile,
+                "lock_created": result.lock_created,
+            }
+        )
         return
     print(f"built {result.tag} ({result.image_id[:19]}), manifest sha256:{result.manifest_digest}")
 
 
 @app.command()
 def run(
-    image: Annotated[str, typer.Argument(help="The image (tag or id).")],
-    command: Annotated[str | None, typer.Argument(help="The experiment's command (default: train).")] = None,
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id).")],
+    command: Annotated[
+        str | None, typer.Argument(metavar="[COMMAND]", help="The experiment's command (default: train).")
+    ] = None,
     data: DataOpt = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the results.")] = Path("out"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for the results.")] = Path(
+        "out"
+    ),
     gpus: GpusOpt = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: override a config value.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Override the seed.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop the command after N seconds.")] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="KEY=VALUE: override a config value.")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", min=0, max=2**32 - 1, help="Override the seed.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", min=1, help="Stop the command after N seconds.")
+    ] = None,
 ) -> None:
     """Run one of the image's commands; results land in OUTPUT (metrics.json, run.json)."""
     from repropack.engine import Engine
     from repropack.image import load_image_manifest
     from repropack.runner import RunRequest, run_image
 
-    request = RunRequest(command=command, data=tuple(data or ()), sets=tuple(sets or ()), seed=seed,
-                         timeout=timeout, gpus=_gpus(gpus))
+    request = RunRequest(
+        command=command, data=tuple(data or ()), sets=tuple(sets or ()), seed=seed, timeout=timeout, gpus=_gpus(gpus)
+    )
     engine = Engine.connect()
     outcome = run_image(engine, load_image_manifest(engine, image), request, output, print)
     _say(f"results in {output}/: metrics.json, run.json")
@@ -173,10 +205,11 @@ def run(
 
 @app.command()
 def verify(
-    image: Annotated[str, typer.Argument(help="The image (tag or id) to verify.")],
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id) to verify.")],
     as_json: JsonOpt = False,
-    command: Annotated[str | None, typer.Option("--command", help="Command to run (default: evaluate, else train).")]
-    = None,
+    command: Annotated[
+        str | None, typer.Option("--command", metavar="NAME", help="Command to run (default: evaluate, else train).")
+    ] = None,
     data: DataOpt = None,
     gpus: GpusOpt = None,
     network: Annotated[bool, typer.Option("--network", help="Give the container network access.")] = False,
@@ -200,7 +233,7 @@ def verify(
 
 @app.command()
 def inspect(
-    image: Annotated[str, typer.Argument(help="The image (tag or id).")],
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Show the manifest embedded in an image."""
@@ -218,18 +251,20 @@ def inspect(
 def main() -> None:
     """Entry point: run the app and turn every error into its one-paragraph message and exit code."""
     try:
-        code = app(standalone_mode=False)
+        app()  # standalone mode: usage errors print their message and exit 2, --help exits 0
     except ReproError as error:
         if _state["debug"]:
             raise
         _say(f"error: {error.paragraph()}")
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         _say("interrupted")
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    except Exception as error:  # a bug of ours: still one paragraph, and the way to see more
+        if _state["debug"]:
+            raise
+        _say(
+            f"error: repropack failed unexpectedly ({type(error).__name__}: {error}). "
+            "Run again with --debug for the traceback, and please report it."
+        )
+        sys.exit(3)

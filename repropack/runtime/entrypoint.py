@@ -66,7 +66,7 @@ def parse_args(argv: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
             raise Stop(2, f"Unexpected argument '{flag}'. {usage}")
         value = rest.pop(0)
         if flag == "--seed":
-            if not value.isdigit() or int(value) >= 2**32:
+            if not (value.isascii() and value.isdigit()) or int(value) >= 2**32:  # '²'.isdigit() is true
                 raise Stop(2, f"--seed takes a whole number between 0 and 4294967295, not '{value}'.")
             options["seed"] = int(value)
         elif flag == "--set":
@@ -207,7 +207,7 @@ def apply_overrides(manifest: dict[str, Any], sets: list[str], output: str) -> t
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
+            if not isinstance(node, dict) or not isinstance(node.get(part), dict):  # the config may be a list
                 raise Stop(2, f"--set {key}: '{part}' is not a section of {config['file']}.")
             node = node[part]
         if not isinstance(node, dict) or parts[-1] not in node:
