@@ -187,7 +187,9 @@ def validate(doc: Located, spec_path: Path) -> Spec:
     seed = _check_seed(check, raw)
     gpu = _check_gpu(check, raw)
     datasets = _check_datasets(check, raw)
-    commands = _check_commands(check, raw, datasets, has_config="config" in raw)
+    # A dataset that is declared but invalid has its own problem; its placeholder is not a second one.
+    declared = frozenset(raw["datasets"]) if isinstance(raw.get("datasets"), dict) else frozenset()
+    commands = _check_commands(check, raw, datasets, has_config="config" in raw, declared=declared)
     metrics = _check_metrics(check, raw)
 
     if check.problems:
@@ -331,7 +333,8 @@ def command_fields(command: str) -> list[str]:
 
 
 def _check_commands(
-    check: _Checker, raw: dict[str, Any], datasets: dict[str, Dataset], *, has_config: bool
+    check: _Checker, raw: dict[str, Any], datasets: dict[str, Dataset], *, has_config: bool,
+    declared: frozenset[str] = frozenset(),
 ) -> dict[str, str] | None:
     if "commands" not in raw:
         return None
@@ -355,21 +358,23 @@ def _check_commands(
             check.problem(where, f"bad placeholder syntax ({exc}); write literal braces as {{{{ and }}}}")
             continue
         for fname in fields:
-            problem = _placeholder_problem(fname, datasets, has_config=has_config)
+            problem = _placeholder_problem(fname, datasets, has_config=has_config, declared=declared)
             if problem:
                 check.problem(where, problem)
         result[name] = text
     return dict(sorted(result.items()))
 
 
-def _placeholder_problem(fname: str, datasets: dict[str, Dataset], *, has_config: bool) -> str | None:
+def _placeholder_problem(
+    fname: str, datasets: dict[str, Dataset], *, has_config: bool, declared: frozenset[str] = frozenset()
+) -> str | None:
     if fname == "config" and not has_config:
         return "uses {config} but the spec has no 'config' file"
     if fname in PLACEHOLDERS:
         return None
     if fname.startswith("datasets."):
         dataset = fname.removeprefix("datasets.")
-        if dataset in datasets:
+        if dataset in datasets or dataset in declared:
             return None
         near = difflib.get_close_matches(dataset, list(datasets), n=1)
         hint = f"did you mean {{datasets.{near[0]}}}?" if near else f"declared: {', '.join(datasets) or 'none'}"

@@ -50,11 +50,18 @@ def load_yaml(text: str, source: str) -> Located:
     return doc
 
 
-def _convert(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str) -> Any:
+def _convert(
+    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str,
+    active: frozenset[int] = frozenset(),
+) -> Any:
+    if id(node) in active:  # an alias inside its own anchor ('a: &x [*x]') would recurse forever
+        raise BadInput(f"{source}: line {node.start_mark.line + 1}: an alias refers to a value that contains it.",
+                       hint="Write the value out instead of using the alias.")
+    active = active | {id(node)} if isinstance(node, yaml.CollectionNode) else active
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, source)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 key = str(key)
@@ -65,22 +72,29 @@ def _convert(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...]
                     hint="Keep one of them; a later duplicate would silently replace the earlier value.",
                 )
             lines[(*path, key)] = line
-            result[key] = _convert(value_node, (*path, key), lines, source)
+            result[key] = _convert(value_node, (*path, key), lines, source, active)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, str(i)), lines, source) for i, item in enumerate(node.value)]
-    return _scalar(node)
+        return [_convert(item, (*path, str(i)), lines, source, active) for i, item in enumerate(node.value)]
+    return _scalar(node, source)
 
 
-def _scalar(node: yaml.Node) -> Any:
+def _scalar(node: yaml.Node, source: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return "<complex key>"
-    return _construct(node)
+    return _construct(node, source)
 
 
-def _construct(node: yaml.ScalarNode) -> Any:
+def _construct(node: yaml.ScalarNode, source: str) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:  # an unknown tag, or '!!int abc'
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(
+            f"{source}: line {node.start_mark.line + 1}: cannot read the value {node.value!r} "
+            f"tagged {node.tag} ({problem}).",
+            hint="Remove the tag (the word starting with '!') or fix the value.",
+        ) from None
     finally:
         loader.dispose()

@@ -207,7 +207,7 @@ def _source(root: Path) -> str | None:
         return None
     if not url or url.startswith(("/", ".", "file:")) or ("://" not in url and ":" not in url):
         return None
-    return re.sub(r"(?<=://)[^/@]+@", "", url)
+    return re.sub(r"(?<=://)[^/]*@", "", url, count=1)  # up to the last '@' of the authority: a password may hold one
 
 
 def _relative(path: Path, folder: Path) -> str:

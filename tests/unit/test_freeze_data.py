@@ -1,0 +1,89 @@
+"""Freeze datasets: per-file sha256, one digest per dataset, and where each one lands in the image."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from repropack.errors import BadInput
+from repropack.freeze.data import FrozenDataset, datasets_digest, freeze_dataset
+from repropack.hashing import tree_digest
+from repropack.spec import Dataset
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "images"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "0.png").write_bytes(b"zero")
+    (root / "labels.csv").write_bytes(b"0\n")
+    return root
+
+
+def test_file_dataset(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_bytes(b"1,2\n")
+    frozen = freeze_dataset(Dataset("points", path, embed=True))
+    assert frozen.kind == "file"
+    assert set(frozen.files) == {"points.csv"}
+    assert frozen.files["points.csv"].sha256 == hashlib.sha256(b"1,2\n").hexdigest()
+    assert frozen.mount_point == "/repro/data/points"
+    assert frozen.target == "/repro/data/points/points.csv"
+    assert frozen.host_root() == tmp_path
+    assert frozen.sha256 == tree_digest(frozen.files)
+
+
+def test_directory_dataset(folder: Path) -> None:
+    frozen = freeze_dataset(Dataset("imgs", folder, embed=False))
+    assert frozen.kind == "directory"
+    assert list(frozen.files) == ["labels.csv", "train/0.png"]
+    assert frozen.target == frozen.mount_point == "/repro/data/imgs"
+    assert frozen.host_root() == folder
+    assert frozen.embed is False
+
+
+def test_empty_directory_dataset_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="holds no files") as caught:
+        freeze_dataset(Dataset("nothing", tmp_path / "empty", embed=True))
+    assert caught.value.exit_code == 2
+
+
+def test_dataset_digest_ignores_the_host_location(tmp_path: Path, folder: Path) -> None:
+    copy = tmp_path / "elsewhere" / "copy"
+    copy.mkdir(parents=True)
+    for rel in ("labels.csv", "train/0.png"):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (copy / rel).write_bytes((folder / rel).read_bytes())
+    assert freeze_dataset(Dataset("d", folder, True)).sha256 == freeze_dataset(Dataset("d", copy, True)).sha256
+
+
+def test_dataset_digest_follows_content(folder: Path) -> None:
+    before = freeze_dataset(Dataset("d", folder, True)).sha256
+    (folder / "train" / "0.png").write_bytes(b"ZERO")
+    assert freeze_dataset(Dataset("d", folder, True)).sha256 != before
+
+
+def frozen_pair(folder: Path, tmp_path: Path) -> dict[str, FrozenDataset]:
+    single = tmp_path / "one.csv"
+    single.write_bytes(b"x\n")
+    return {"a": freeze_dataset(Dataset("a", folder, True)), "b": freeze_dataset(Dataset("b", single, True))}
+
+
+def test_datasets_digest_is_over_name_and_relative_path(folder: Path, tmp_path: Path) -> None:
+    pair = frozen_pair(folder, tmp_path)
+    merged = {f"{name}/{rel}": d for name, ds in pair.items() for rel, d in ds.files.items()}
+    assert datasets_digest(pair) == tree_digest(merged)
+    assert datasets_digest(dict(reversed(pair.items()))) == datasets_digest(pair)
+
+
+def test_datasets_digest_changes_with_a_dataset_name(folder: Path, tmp_path: Path) -> None:
+    pair = frozen_pair(folder, tmp_path)
+    renamed = {"c" if k == "a" else k: v for k, v in pair.items()}
+    assert datasets_digest(renamed) != datasets_digest(pair)
+
+
+def test_datasets_digest_of_nothing_is_the_empty_tree() -> None:
+    assert datasets_digest({}) == hashlib.sha256(b"").hexdigest()

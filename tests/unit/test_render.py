@@ -1,0 +1,97 @@
+"""Render: the frozen experiment as a Dockerfile (byte-stable, labelled, layers in change-frequency order)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from unit_factories import REMOVE, Experiment, MakeExperiment
+
+from repropack import __version__
+from repropack.manifest import SCHEMA
+from repropack.render import image_labels, render_dockerfile
+
+Freeze = Callable[..., Any]
+
+
+def copy_index(dockerfile: str, source: str) -> int:
+    """The line number of the COPY instruction whose source is ``source``."""
+    lines = dockerfile.splitlines()
+    found = [i for i, line in enumerate(lines) if re.match(rf"^COPY {re.escape(source)}\s", line)]
+    assert len(found) == 1, f"expected one 'COPY {source}' line, found {len(found)}"
+    return found[0]
+
+
+def test_same_frozen_input_gives_a_byte_identical_dockerfile(
+    make_experiment: MakeExperiment, freeze_experiment: Freeze
+) -> None:
+    one = render_dockerfile(freeze_experiment(make_experiment(where="one")))
+    two = render_dockerfile(freeze_experiment(make_experiment(where="two")))
+    assert one == two
+    assert render_dockerfile(freeze_experiment(make_experiment(where="three"))).encode() == one.encode()
+
+
+def test_dockerfile_names_the_manifest_and_base(experiment: Experiment, freeze_experiment: Freeze) -> None:
+    frozen = freeze_experiment(experiment)
+    dockerfile = render_dockerfile(frozen)
+    assert frozen.digest in dockerfile.splitlines()[0]
+    assert re.search(r"^FROM repropack/base:debian-bookworm\b", dockerfile, re.MULTILINE)
+    assert "--require-hashes" in dockerfile and "--no-index" in dockerfile
+    assert "{{" not in dockerfile and "{%" not in dockerfile
+
+
+def test_labels(experiment: Experiment, freeze_experiment: Freeze) -> None:
+    frozen = freeze_experiment(experiment)
+    labels = image_labels(frozen)
+    assert labels == {
+        "io.repropack.manifest.digest": f"sha256:{frozen.digest}",
+        "io.repropack.schema": SCHEMA,
+        "io.repropack.version": __version__,
+        "org.opencontainers.image.base.name": "repropack/base:debian-bookworm",
+        "org.opencontainers.image.revision": frozen.code.commit,
+        "org.opencontainers.image.title": "spiral-mlp",
+    }
+    dockerfile = render_dockerfile(frozen)
+    for key, value in labels.items():
+        assert f'{key}="{value}"' in dockerfile
+    assert re.search(r"^LABEL ", dockerfile, re.MULTILINE)
+
+
+def test_source_label_when_the_code_has_a_remote(make_experiment: MakeExperiment, freeze_experiment: Freeze) -> None:
+    frozen = freeze_experiment(make_experiment(origin="https://git.example/lab/exp.git"))
+    assert image_labels(frozen)["org.opencontainers.image.source"] == "https://git.example/lab/exp.git"
+    assert 'org.opencontainers.image.source="https://git.example/lab/exp.git"' in render_dockerfile(frozen)
+
+
+def test_layers_data_then_code_then_config_then_manifest(experiment: Experiment, freeze_experiment: Freeze) -> None:
+    dockerfile = render_dockerfile(freeze_experiment(experiment))
+    order = [
+        copy_index(dockerfile, "requirements.lock"),
+        copy_index(dockerfile, "data/points/"),
+        copy_index(dockerfile, "code/"),
+        copy_index(dockerfile, "config/"),
+        copy_index(dockerfile, "manifest.json"),
+    ]
+    assert order == sorted(order)
+    lines = dockerfile.splitlines()
+    assert lines.index("COPY data/points/ /repro/data/points/") == order[1]
+    # nothing that changes per build (the label with the manifest digest) comes before the code
+    label = next(i for i, line in enumerate(lines) if "io.repropack.manifest.digest" in line)
+    assert label > order[-1]
+
+
+def test_only_embedded_datasets_are_copied(make_experiment: MakeExperiment, freeze_experiment: Freeze) -> None:
+    experiment = make_experiment(
+        datasets={"points": {"path": "data/points.csv"}, "big": {"path": "data", "embed": False}},
+    )
+    dockerfile = render_dockerfile(freeze_experiment(experiment))
+    assert "COPY data/points/ /repro/data/points/" in dockerfile
+    assert "data/big" not in dockerfile
+
+
+def test_no_config_no_config_layer(make_experiment: MakeExperiment, freeze_experiment: Freeze) -> None:
+    experiment = make_experiment(config=REMOVE, commands={"train": "python train.py {datasets.points}"})
+    dockerfile = render_dockerfile(freeze_experiment(experiment))
+    assert "COPY config/" not in dockerfile
+    assert "COPY code/ /repro/code/" in dockerfile
