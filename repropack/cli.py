@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from repropack import __version__
 from repropack.errors import BadInput, ReproError
+
+if TYPE_CHECKING:
+    from repropack.engine import Sandbox
 
 app = typer.Typer(
     name="repropack",
@@ -188,6 +192,9 @@ def run(
     timeout: Annotated[
         float | None, typer.Option("--timeout", metavar="SECONDS", min=1, help="Stop the command after N seconds.")
     ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Run as verify does: no network, no capabilities, limits.")
+    ] = False,
 ) -> None:
     """Run one of the image's commands; results land in OUTPUT (metrics.json, run.json)."""
     from repropack.engine import Engine
@@ -195,7 +202,13 @@ def run(
     from repropack.runner import RunRequest, run_image
 
     request = RunRequest(
-        command=command, data=tuple(data or ()), sets=tuple(sets or ()), seed=seed, timeout=timeout, gpus=_gpus(gpus)
+        command=command,
+        data=tuple(data or ()),
+        sets=tuple(sets or ()),
+        seed=seed,
+        timeout=timeout,
+        gpus=_gpus(gpus),
+        sandbox=_sandbox(not sandbox, False, None, None),
     )
     engine = Engine.connect()
     outcome = run_image(engine, load_image_manifest(engine, image), request, output, print)
@@ -203,32 +216,116 @@ def run(
     del outcome
 
 
+def _seeds(value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    parts = [part.strip() for part in value.split(",")]
+    if not parts or not all(part.isascii() and part.isdigit() and int(part) < 2**32 for part in parts):
+        raise BadInput(f"--seeds takes whole numbers separated by commas (for example 0,1,2), not '{value}'.")
+    return tuple(int(part) for part in parts)
+
+
+def _sandbox(off: bool, network: bool, memory: str | None, pids: int | None) -> Sandbox:
+    from repropack.engine import OPEN, STRICT
+
+    if off:
+        return OPEN
+    return replace(STRICT, network=network, memory=memory or STRICT.memory, pids=pids or STRICT.pids)
+
+
 @app.command()
 def verify(
-    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id) to verify.")],
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="A local image, REGISTRY/REPO@sha256:..., or a paper manifest file.")
+    ],
     as_json: JsonOpt = False,
     command: Annotated[
         str | None, typer.Option("--command", metavar="NAME", help="Command to run (default: evaluate, else train).")
     ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", metavar="0,1,2", help="Run once per seed; compare the mean.")
+    ] = None,
     data: DataOpt = None,
     gpus: GpusOpt = None,
     network: Annotated[bool, typer.Option("--network", help="Give the container network access.")] = False,
+    memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Memory limit (default 8g).")] = None,
+    pids: Annotated[int | None, typer.Option("--pids-limit", metavar="N", min=16, help="Process limit.")] = None,
+    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run without any of the sandbox's limits.")] = False,
 ) -> None:
-    """Re-run the image and compare its metrics with the expected ones (exit 1 when they differ)."""
+    """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.engine import Engine
     from repropack.report import render_verify_report
-    from repropack.runner import RunRequest
-    from repropack.verify import verify_image
+    from repropack.verify import VerifyOptions, verify_target
 
-    request = RunRequest(command=command, data=tuple(data or ()), gpus=_gpus(gpus), network=network)
+    options = VerifyOptions(
+        command=command,
+        seeds=_seeds(seeds),
+        data=tuple(data or ()),
+        gpus=_gpus(gpus),
+        sandbox=_sandbox(no_sandbox, network, memory, pids),
+    )
     engine = Engine.connect()
-    report = verify_image(engine, image, request, (lambda line: None) if as_json else _say)
+    report = verify_target(engine, target, options, (lambda line: None) if as_json else _say)
     if as_json:
         _print_json(report)
     else:
         print(render_verify_report(report))
     if not report["reproduced"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def publish(
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id) to push.")],
+    target: Annotated[str, typer.Argument(metavar="REGISTRY/REPO:TAG", help="Where to push it.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Push an image to a registry; prints the reference pinned by the pushed digest."""
+    from repropack.engine import Engine
+    from repropack.progress import PushMeter
+    from repropack.publish import publish as publish_image
+
+    meter = PushMeter(enabled=not as_json and sys.stderr.isatty(), write=_say)
+    published = publish_image(Engine.connect(), image, target, meter.update)
+    meter.done()
+    if as_json:
+        _print_json(
+            {
+                "reference": published.reference,
+                "tag": published.tag,
+                "digest": published.digest,
+                "image": published.image_id,
+                "manifest_digest": f"sha256:{published.manifest_digest}",
+            }
+        )
+        return
+    print(published.reference)
+
+
+@app.command(name="manifest")
+def manifest_command(
+    target: Annotated[str, typer.Argument(metavar="IMAGE_OR_REF", help="A local image or a registry reference.")],
+    fmt: Annotated[str, typer.Option("--format", metavar="json|markdown|latex", help="Output format.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")] = None,
+) -> None:
+    """The paper manifest: the published reference, what was frozen, and the command that verifies it."""
+    from repropack.canonical import atomic_write
+    from repropack.engine import Engine
+    from repropack.image import load_image_manifest
+    from repropack.paper import FORMATS, build_paper, render
+    from repropack.targets import resolve_target
+
+    if fmt not in FORMATS:
+        raise BadInput(f"--format is one of {', '.join(FORMATS)}, not '{fmt}'.")
+    engine = Engine.connect()
+    resolved = resolve_target(engine, target)
+    loaded = load_image_manifest(engine, resolved.image)
+    data = render(build_paper(loaded.manifest, loaded.image_id, resolved.reference), fmt)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        return
+    atomic_write(output, data)
+    _say(f"wrote {output}" + ("" if resolved.reference else " (the image is not published: run repropack publish)"))
 
 
 @app.command()

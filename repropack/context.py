@@ -11,23 +11,14 @@ import io
 import os
 import tarfile
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import IO
 
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.freeze import Frozen
+from repropack.runtime_files import runtime_sources
 
 EPOCH = 315532800  # 1980-01-01, the earliest time a zip or wheel can hold; any fixed value would do
-# path in the image's /repro/runtime/ -> file of the repropack.runtime package
-RUNTIME_FILES = {"entrypoint.py": "entrypoint.py", "hooks/sitecustomize.py": "sitecustomize.py"}
-
-
-def runtime_sources() -> dict[str, bytes]:
-    package = resources.files("repropack.runtime")
-    return {target: package.joinpath(source).read_bytes() for target, source in RUNTIME_FILES.items()}
-
-
 def _info(name: str, size: int, mode: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import tarfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,29 @@ class Mount:
     source: str  # a path on the host
     target: str  # a path in the container
     read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Limits for running code the user did not write. ``Sandbox()`` is the strict default of verify."""
+
+    network: bool = False
+    drop_capabilities: bool = True  # cap-drop ALL and no-new-privileges
+    read_only_root: bool = True  # the image's filesystem is read-only; /tmp is a private tmpfs
+    memory: str | None = "8g"
+    pids: int | None = 1024
+
+
+STRICT = Sandbox()
+OPEN = Sandbox(network=True, drop_capabilities=False, read_only_root=False, memory=None, pids=None)
+
+
+@dataclass(frozen=True)
+class PushProgress:
+    layer: str
+    status: str
+    current: int | None
+    total: int | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,10 @@ class Engine:
         with engine_errors(f"Inspecting {reference}"):
             details: dict[str, Any] = self.client.api.inspect_image(reference)  # type: ignore[no-untyped-call]
             return details
+
+    def layers(self, reference: str) -> list[str]:
+        """The image's layer diff ids (content digests of the uncompressed layers), base first."""
+        return [str(layer) for layer in (self.inspect(reference).get("RootFS") or {}).get("Layers") or []]
 
     def labels(self, reference: str) -> dict[str, str]:
         config = self.inspect(reference).get("Config") or {}
@@ -157,6 +185,63 @@ class Engine:
                 raise EnvironmentProblem(f"{path} in {image} is not a regular file.")
             return extracted.read()
 
+    @contextlib.contextmanager
+    def files(self, image: str) -> Iterator[ImageFiles]:
+        """Read an image's files from outside (a created, never started container): nothing in the
+        image runs, so nothing in it can lie about its own content."""
+        with engine_errors(f"Reading files of {image}"):
+            container = self.client.api.create_container(image, command=["true"], entrypoint=[])
+        try:
+            yield ImageFiles(self, container["Id"], image)
+        finally:
+            with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
+                self.client.api.remove_container(container["Id"], force=True)
+
+    # -- registries ----------------------------------------------------------------------------------
+    def push(self, reference: str, on_progress: Callable[[PushProgress], None], attempts: int = 3) -> str:
+        """Push a tagged image; returns the manifest digest the registry reported.
+
+        Transient failures are retried (layers already pushed are not sent again); a digest is only
+        returned once the registry confirmed the whole push.
+        """
+        repository, _, tag = reference.rpartition(":")
+        last_error = ""
+        for attempt in range(1, attempts + 1):
+            digest: str | None = None
+            with engine_errors(f"Pushing {reference}"):
+                for event in self.client.api.push(repository, tag=tag, stream=True, decode=True):
+                    if "error" in event:
+                        last_error = str(event["error"]).strip()
+                        break
+                    aux = event.get("aux")
+                    if isinstance(aux, dict) and "Digest" in aux:
+                        digest = str(aux["Digest"])
+                    detail = event.get("progressDetail") or {}
+                    on_progress(PushProgress(str(event.get("id", "")), str(event.get("status", "")),
+                                             detail.get("current"), detail.get("total")))
+            if digest is not None and not last_error:
+                return digest
+            if not _transient(last_error) or attempt == attempts:
+                break
+            time.sleep(2 ** attempt)
+            last_error = ""
+        raise EnvironmentProblem(
+            f"Pushing {reference} failed: {last_error or 'the registry did not confirm the push'}.",
+            hint="Check that the registry is reachable and accepts pushes (credentials: docker login).",
+        )
+
+    def registry_digest(self, reference: str) -> str | None:
+        """The manifest digest a registry serves for ``reference`` (asks the registry, not the local store)."""
+        with engine_errors(f"Asking the registry about {reference}"):
+            try:
+                found = self.client.api.inspect_distribution(reference)  # type: ignore[no-untyped-call]
+            except docker.errors.NotFound:
+                return None
+        return str((found.get("Descriptor") or {}).get("digest") or "") or None
+
+    def repo_digests(self, image: str) -> list[str]:
+        return sorted(str(d) for d in self.inspect(image).get("RepoDigests") or [])
+
     # -- containers ----------------------------------------------------------------------------------
     def run(
         self,
@@ -168,7 +253,7 @@ class Engine:
         user: str | None,
         gpus: bool,
         on_line: Callable[[str], None],
-        network: bool = True,
+        sandbox: Sandbox = OPEN,
     ) -> RunResult:
         """Run ``image`` with ``args`` to completion, streaming its output; the container is removed after."""
         device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
@@ -178,7 +263,12 @@ class Engine:
         with engine_errors(f"Running {image}"):
             host_config = self.client.api.create_host_config(
                 binds=binds, device_requests=device_requests,
-                network_mode="bridge" if network else "none",
+                network_mode="bridge" if sandbox.network else "none",
+                cap_drop=["ALL"] if sandbox.drop_capabilities else None,
+                security_opt=["no-new-privileges"] if sandbox.drop_capabilities else None,
+                read_only=sandbox.read_only_root,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=4g"} if sandbox.read_only_root else None,
+                mem_limit=sandbox.memory, pids_limit=sandbox.pids,
             )
             try:
                 container = self.client.api.create_container(
@@ -218,3 +308,59 @@ class Engine:
         return RunResult(
             exit_code=int(status.get("StatusCode", 1)), output_tail=tail, oom_killed=bool(state.get("OOMKilled")),
         )
+
+
+TRANSIENT = ("timeout", "timed out", "connection reset", "broken pipe", "503", "502", "504", "too many requests",
+             "eof")
+
+
+def _transient(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in TRANSIENT) and "connection refused" not in lowered
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of the engine's archive stream, for tarfile's streaming mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+class ImageFiles:
+    """Streams folders of an image as tar members, from a created container."""
+
+    def __init__(self, engine: Engine, container: str, image: str) -> None:
+        self.engine = engine
+        self.container = container
+        self.image = image
+
+    def walk(self, path: str) -> Iterator[tuple[str, tarfile.TarInfo, IO[bytes] | None]]:
+        """(absolute path, member, content reader for regular files) for everything under ``path``.
+
+        A path the image does not have yields nothing."""
+        parent = path.rstrip("/").rpartition("/")[0]
+        with engine_errors(f"Reading {path} from {self.image}"):
+            try:
+                stream, _ = self.engine.client.api.get_archive(self.container, path, chunk_size=1 << 20)
+            except docker.errors.NotFound:
+                return
+            reader = io.BufferedReader(_ChunkReader(iter(stream)), 1 << 20)
+            with tarfile.open(fileobj=reader, mode="r|") as archive:
+                for member in archive:
+                    content = archive.extractfile(member) if member.isfile() else None
+                    yield f"{parent}/{member.name}", member, content

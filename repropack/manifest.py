@@ -18,9 +18,13 @@ from repropack.freeze.config import FrozenConfig
 from repropack.freeze.data import FrozenDataset, datasets_digest
 from repropack.freeze.lock import Lock
 from repropack.hashing import FileDigest, tree_digest
+from repropack.runtime_files import runtime_sources
 from repropack.spec import Spec
 
 SCHEMA = "repropack.manifest/v1"
+REQUIRED_KEYS = ("base", "code", "commands", "config", "datasets", "dependencies", "experiment", "layout",
+                 "metrics", "runtime", "sha256")
+ENTRYPOINT = ["/repro/venv/bin/python", "-I", "/repro/runtime/entrypoint.py"]
 LAYOUT = {
     "code": "/repro/code",
     "config": "/repro/config",
@@ -58,7 +62,7 @@ def build_manifest(
         },
         "base": {
             "name": base.name, "reference": base.reference, "image_id": base.image_id,
-            "python": base.python, "cuda": base.cuda,
+            "python": base.python, "cuda": base.cuda, "layers": list(base.layers),
         },
         "dependencies": {
             "lockfile": lock.path.name,
@@ -80,6 +84,10 @@ def build_manifest(
             },
         },
         "layout": LAYOUT,
+        "runtime": {
+            "entrypoint": ENTRYPOINT,
+            "files": {name: sha256_hex(data) for name, data in sorted(runtime_sources().items())},
+        },
     }
 
 
@@ -114,6 +122,10 @@ def parse_manifest(data: bytes, source: str) -> dict[str, Any]:
         raise BadInput(f"{source} is not a repropack manifest: not JSON ({exc}).") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise BadInput(f"{source} is not a repropack manifest (schema {SCHEMA}).")
+    missing = sorted(set(REQUIRED_KEYS) - set(document))
+    if missing:
+        raise BadInput(f"{source} lacks {', '.join(missing)}: it was written by another version of repropack.",
+                       hint="Rebuild the image with this version.")
     if document.get("sha256") != digest_of(document):
         raise BadInput(f"{source} has been modified: its content does not match its own sha256.")
     return document

@@ -5,13 +5,14 @@ The template only formats; every value is computed here. Same manifest => byte-i
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import jinja2
 
 from repropack import __version__
 from repropack.freeze import Frozen
-from repropack.manifest import SCHEMA
+from repropack.manifest import ENTRYPOINT, SCHEMA
 
 LABEL_PREFIX = "io.repropack"
 
@@ -48,5 +49,6 @@ def render_dockerfile(frozen: Frozen) -> str:
             {"name": ds.name, "mount": ds.mount_point} for ds in frozen.datasets.values() if ds.embed
         ],
         has_config=frozen.config is not None,
+        entrypoint=json.dumps(ENTRYPOINT),
         labels=[(key, _quote(value)) for key, value in image_labels(frozen).items()],
     )

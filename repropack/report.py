@@ -10,20 +10,29 @@ def _number(value: float | None) -> str:
 
 
 def render_verify_report(report: dict[str, Any]) -> str:
-    lines = [f"image     {report['image']} ({report['image_id'][:19]})",
-             f"manifest  sha256:{report['manifest_digest']}"]
-    for name, check in sorted(report["integrity"].items()):
+    lines = [f"image     {report['reference'] or report['image']} ({report['image_id'][:19]})",
+             f"manifest  sha256:{report['manifest_digest']}", "integrity"]
+    for name, check in report["integrity"].items():
         lines.append(f"  {'ok  ' if check['passed'] else 'FAIL'} {name}: {check['detail']}")
+        lines += [f"         {problem}" for problem in check["problems"]]
     if report.get("command"):
         run = report.get("run") or {}
-        lines.append(f"command   {report['command']} (seed {run.get('seed')}, {run.get('device')}, "
-                     f"{run.get('duration_s')} s)")
+        seeds = ", ".join(str(r["seed"]) for r in report.get("runs", []))
+        gpu = run.get("gpu") or {}
+        device = ", ".join(gpu.get("devices") or []) or (run.get("host") or {}).get("cpu") or run.get("device")
+        lines.append(f"run       {report['command']} with seed {seeds} on {device} "
+                     f"(python {run.get('python')}, torch {(run.get('torch') or {}).get('version', '-')})")
     if report["metrics"]:
-        lines.append(f"  {'metric':<20} {'expected':>12} {'actual':>12} {'difference':>12} {'tolerance':>12}  result")
+        several = len(report.get("runs", [])) > 1
+        label = "mean" if several else "actual"
+        lines.append(f"  {'metric':<20} {'expected':>12} {label:>12} {'difference':>12} {'tolerance':>12}"
+                     + (f" {'std':>10}" if several else "") + "  result")
         for name, m in report["metrics"].items():
             lines.append(
                 f"  {name:<20} {_number(m['expected']):>12} {_number(m['actual']):>12} "
-                f"{_number(m['difference']):>12} {_number(m['tolerance']):>12}  {'ok' if m['passed'] else 'FAIL'}"
+                f"{_number(m['difference']):>12} {_number(m['tolerance']):>12}"
+                + (f" {_number(m.get('std')):>10}" if several else "")
+                + f"  {'ok' if m['passed'] else 'FAIL'}"
             )
     lines.append("REPRODUCED" if report["reproduced"] else "NOT REPRODUCED")
     return "\n".join(lines)

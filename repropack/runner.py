@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import Engine, Mount
+from repropack.engine import OPEN, Engine, Mount, Sandbox
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image import ImageManifest
 
@@ -26,7 +26,7 @@ class RunRequest:
     seed: int | None = None
     timeout: float | None = None
     gpus: bool = False
-    network: bool = True
+    sandbox: Sandbox = OPEN
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def run_image(
         args += ["--timeout", str(request.timeout)]
     result = engine.run(
         image.image_id, args, mounts=mounts, environment={}, user=f"{os.getuid()}:{os.getgid()}",
-        gpus=request.gpus, on_line=on_line, network=request.network,
+        gpus=request.gpus, on_line=on_line, sandbox=request.sandbox,
     )
     record = _read_json(output / "run.json")
     if result.exit_code != 0:

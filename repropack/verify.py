@@ -1,21 +1,38 @@
-"""Verify: is the image what its manifest says, and do its metrics come back within tolerance?"""
+"""Verify: is the image what its manifest says, and do its metrics come back within tolerance?
+
+Integrity comes first and runs nothing from the image; only when every check holds does the
+experiment's command run (sandboxed by default), once per seed.
+"""
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import Engine
+from repropack.engine import STRICT, Engine, Sandbox
 from repropack.image import load_image_manifest
-from repropack.manifest import digest_of
+from repropack.integrity import Check, image_checks, manifest_checks
+from repropack.paper import paper_manifest_digest
 from repropack.runner import RunRequest, default_command, run_image
+from repropack.targets import resolve_target
 
 # Tolerances are written as decimals (0.02) that floats only approximate: a difference equal to the
 # tolerance as written must pass, so the comparison allows a few units in the last place.
 ROUNDING_SLACK = 1e-9
+RUN_FIELDS = ("device", "gpu", "host", "python", "torch", "packages", "settings")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    command: str | None = None
+    seeds: tuple[int, ...] = ()
+    data: tuple[str, ...] = ()
+    gpus: bool = False
+    sandbox: Sandbox = STRICT
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -34,41 +51,61 @@ def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[
     return results
 
 
-def integrity_checks(image_digest_label: str | None, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    recomputed = digest_of(manifest)
-    return {
-        "manifest_digest": {
-            "passed": manifest.get("sha256") == recomputed,
-            "detail": "the embedded manifest matches its own sha256",
-        },
-        "manifest_label": {
-            "passed": image_digest_label == recomputed,
-            "detail": "the image's io.repropack.manifest.digest label names the embedded manifest",
-        },
-    }
+def aggregate(runs: list[dict[str, float]], names: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Means over the runs of each metric, and per metric its values and standard deviation."""
+    means: dict[str, float] = {}
+    spread: dict[str, Any] = {}
+    for name in names:
+        values = [run[name] for run in runs if name in run]
+        if len(values) != len(runs):
+            continue  # missing in some run: reported as not produced
+        means[name] = statistics.fmean(values)
+        spread[name] = {"values": values, "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return means, spread
 
 
-def verify_image(
-    engine: Engine, image: str, request: RunRequest, on_line: Callable[[str], None]
+def verify_target(
+    engine: Engine, target: str, options: VerifyOptions, on_line: Callable[[str], None]
 ) -> dict[str, Any]:
     """Run the verification and return the report; ``report['reproduced']`` decides the exit code."""
-    loaded = load_image_manifest(engine, image)
+    resolved = resolve_target(engine, target)
+    loaded = load_image_manifest(engine, resolved.image)
     manifest = loaded.manifest
-    integrity = integrity_checks(loaded.label_digest, manifest)
+    paper_copy = None
+    checks: list[Check] = []
+    if resolved.paper is not None:
+        paper_copy = {"sha256": paper_manifest_digest(resolved.paper)}
+        expected_id = resolved.paper["image"].get("id")
+        if expected_id and expected_id != loaded.image_id:
+            checks.append(Check("image", False, "the image is the one the paper names",
+                                (f"the paper names {expected_id}, the registry served {loaded.image_id}",)))
+    checks += manifest_checks(loaded.label_digest, manifest, paper_copy)
+    if all(check.passed for check in checks):
+        checks += image_checks(engine, loaded.image_id, manifest)
     report: dict[str, Any] = {
-        "image": image, "image_id": loaded.image_id, "manifest_digest": loaded.digest,
-        "integrity": integrity, "metrics": {}, "reproduced": False,
+        "target": target, "image": resolved.image, "reference": resolved.reference, "image_id": loaded.image_id,
+        "manifest_digest": loaded.digest, "integrity": {c.name: c.as_dict() for c in checks},
+        "metrics": {}, "reproduced": False,
     }
-    if not all(check["passed"] for check in integrity.values()):
+    if not all(check.passed for check in checks):
         return report
-    command = request.command or default_command(manifest, ("evaluate", "train"))
+    command = options.command or default_command(manifest, ("evaluate", "train"))
     report["command"] = command
-    with tempfile.TemporaryDirectory(prefix="repropack-verify-") as scratch:
-        outcome = run_image(engine, loaded, replace(request, command=command), Path(scratch), on_line)
-    report["metrics"] = compare_metrics(manifest["metrics"]["expected"], outcome.metrics)
-    record = outcome.record
-    report["run"] = {
-        key: record.get(key) for key in ("device", "gpu", "host", "python", "torch", "seed", "duration_s", "settings")
-    }
-    report["reproduced"] = all(m["passed"] for m in report["metrics"].values())
+    seeds: list[int | None] = list(options.seeds) or [None]
+    runs: list[dict[str, Any]] = []
+    request = RunRequest(command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox)
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="repropack-verify-") as scratch:
+            outcome = run_image(engine, loaded, replace(request, seed=seed), Path(scratch), on_line)
+        runs.append({"seed": outcome.record.get("seed"), "metrics": outcome.metrics,
+                     "duration_s": outcome.record.get("duration_s"), "record": outcome.record})
+    expected = manifest["metrics"]["expected"]
+    means, spread = aggregate([run["metrics"] for run in runs], sorted(expected))
+    metrics = compare_metrics(expected, means)
+    for name, extra in spread.items():
+        metrics[name].update(extra)
+    report["metrics"] = metrics
+    report["runs"] = [{k: v for k, v in run.items() if k != "record"} for run in runs]
+    report["run"] = {key: runs[0]["record"].get(key) for key in RUN_FIELDS}
+    report["reproduced"] = all(m["passed"] for m in metrics.values())
     return report

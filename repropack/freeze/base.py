@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from repropack import base_images_catalog as catalog
 from repropack.engine import Engine
@@ -21,6 +21,7 @@ class ResolvedBase:
     python: str
     cuda: str | None
     setup: tuple[str, ...]
+    layers: tuple[str, ...] = ()  # the base's layer diff ids: an image built on it starts with them
 
     @property
     def from_line(self) -> str:
@@ -29,6 +30,13 @@ class ResolvedBase:
 
 
 def resolve_base(spec: Spec, lock: Lock, engine: Engine | None) -> ResolvedBase:
+    base = _resolve(spec, lock, engine)
+    if engine is None or base.image_id is None:
+        return base
+    return replace(base, layers=tuple(engine.layers(base.image_id)))
+
+
+def _resolve(spec: Spec, lock: Lock, engine: Engine | None) -> ResolvedBase:
     torch = lock.versions().get("torch")
     if "@sha256:" in spec.base:
         image_id = engine.image_id(spec.base) if engine else None

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from unit_factories import Experiment, MakeExperiment
 
-from repropack.context import EPOCH, runtime_sources, write_context
+from repropack.context import EPOCH, write_context
+from repropack.runtime_files import runtime_sources
 from repropack.errors import BadInput
 from repropack.render import render_dockerfile
 

@@ -1,0 +1,49 @@
+"""Publish: push an image to a registry and return the reference pinned by the pushed digest."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from repropack.engine import Engine, PushProgress
+from repropack.errors import BadInput, EnvironmentProblem
+from repropack.image import load_image_manifest
+
+TARGET = re.compile(
+    r"^(?P<registry>(?:localhost|[a-z0-9.-]+\.[a-z0-9.-]+|[a-z0-9.-]+:\d+|\d+\.\d+\.\d+\.\d+)(?::\d+)?)"
+    r"/(?P<repository>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    reference: str  # REGISTRY/REPO@sha256:...
+    tag: str  # REGISTRY/REPO:TAG
+    digest: str
+    image_id: str
+    manifest_digest: str
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """REGISTRY/REPO:TAG -> (REGISTRY/REPO, TAG); anything else is bad input."""
+    match = TARGET.match(target)
+    if match is None:
+        raise BadInput(
+            f"'{target}' is not REGISTRY/REPOSITORY:TAG (for example 127.0.0.1:5000/lab/digits-mlp:v1, or "
+            "ghcr.io/lab/digits-mlp:paper).",
+            hint="Name the registry host, a lower-case repository and a tag.",
+        )
+    return f"{match['registry']}/{match['repository']}", match["tag"]
+
+
+def publish(engine: Engine, image: str, target: str, on_progress: Callable[[PushProgress], None]) -> Published:
+    repository, tag = parse_target(target)
+    loaded = load_image_manifest(engine, image)
+    engine.tag(loaded.image_id, f"{repository}:{tag}")
+    digest = engine.push(f"{repository}:{tag}", on_progress)
+    reference = f"{repository}@{digest}"
+    if engine.registry_digest(reference) != digest:
+        raise EnvironmentProblem(f"The registry does not serve {reference} after the push; nothing was published.")
+    return Published(reference, f"{repository}:{tag}", digest, loaded.image_id, loaded.digest)
