@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine runs (as root on Debian/Ubuntu): install docker.io, debootstrap and git
+# Make sure a Docker engine runs (as root on Debian/Ubuntu): install docker.io, debootstrap, docker-registry and git
 # when missing, start dockerd when no engine answers. Used by .ci/run and recipes/demo.sh.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -8,6 +8,7 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v docker-registry >/dev/null || missing+=(docker-registry)  # the tests start their own, on loopback
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq

@@ -106,7 +106,9 @@ def installed_packages(engine: Engine, image: str, venv: str) -> dict[str, str]:
     parser = email.parser.BytesParser()
     with engine.files(image) as files:
         for path, _member, content in files.walk(f"{venv}/lib"):
-            if content is not None and path.endswith(".dist-info/METADATA") and "/site-packages/" in path:
+            parts = path.split("/")
+            # only top-level distributions: packages vendor others' dist-info (setuptools/_vendor/...)
+            if content is not None and path.endswith(".dist-info/METADATA") and parts[-3] == "site-packages":
                 headers = parser.parsebytes(content.read(), headersonly=True)
                 found[normalize(str(headers["Name"]))] = str(headers["Version"])
     return found

@@ -10,9 +10,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +74,41 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on loopback, which Docker allows over plain HTTP."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("integration tests need Debian's docker-registry package; run 'bash .ci/run' as root")
+    folder = tmp_path_factory.mktemp("registry")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (folder / "config.yml").write_text(textwrap.dedent(f"""\
+        version: 0.1
+        log: {{level: warn}}
+        storage:
+          filesystem: {{rootdirectory: {folder / "data"}}}
+          delete: {{enabled: true}}
+        http: {{addr: "127.0.0.1:{port}"}}
+        """))
+    process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
+                               stderr=open(folder / "log", "w"))  # noqa: SIM115 - closed with the process
+    address = f"127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"docker-registry did not start: {(folder / 'log').read_text()[-500:]}")
+    yield address
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def base_image(docker_client: docker.DockerClient) -> str:
     """The local Debian base, made with `repropack base build` when this engine does not have it yet."""
     try:
@@ -97,8 +135,15 @@ mean = sum(values) / len(values)
 if config.get("crash"):
     print("about to fail", flush=True)
     sys.exit(3)
+def root_writable():
+    try:
+        open("/repro/probe", "w").close()
+        return 1
+    except OSError:
+        return 0
 metrics = {"mean": mean * config["scale"], "hashseed": int(os.environ["PYTHONHASHSEED"]),
-           "first_random": random.random()}
+           "first_random": random.random(), "interfaces": len(os.listdir("/sys/class/net")),
+           "root_writable": root_writable()}
 json.dump(metrics, open(os.path.join(args.output, "metrics.json"), "w"))
 print(f"mean: {mean * config['scale']:.4f}")
 """
@@ -130,6 +175,7 @@ def make_experiment(tmp_path: Path) -> Callable[..., Experiment]:
         extra_yaml: str = "",
         name: str = "tiny",
     ) -> Experiment:
+        expected = expected.replace("\n", "\n" + " " * 16)  # one metric a line, under 'expected:'
         root = tmp_path / name
         folder = root / "experiment"
         (folder / "data").mkdir(parents=True)

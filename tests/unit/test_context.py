@@ -13,9 +13,9 @@ import pytest
 from unit_factories import Experiment, MakeExperiment
 
 from repropack.context import EPOCH, write_context
-from repropack.runtime_files import runtime_sources
 from repropack.errors import BadInput
 from repropack.render import render_dockerfile
+from repropack.runtime_files import runtime_sources
 
 Freeze = Callable[..., Any]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from repropack.integrity import manifest_checks
 from repropack.manifest import SCHEMA, digest_of
-from repropack.verify import compare_metrics, integrity_checks
+from repropack.verify import aggregate, compare_metrics
 
 
 def expect(value: float, abs_tol: float = 0.0, rel_tol: float = 0.0) -> dict[str, float]:
@@ -47,15 +48,28 @@ def test_every_expected_metric_is_reported_in_order() -> None:
     assert (results["a"]["passed"], results["b"]["passed"]) == (True, False)
 
 
-def test_integrity_checks() -> None:
-    manifest = {"schema": SCHEMA, "x": 1}
+def test_manifest_checks() -> None:
+    manifest: dict[str, object] = {"schema": SCHEMA, "x": 1}
     manifest["sha256"] = digest_of(manifest)
-    good = integrity_checks(manifest["sha256"], manifest)
-    assert all(check["passed"] for check in good.values())
-    wrong_label = integrity_checks("0" * 64, manifest)
-    assert wrong_label["manifest_label"]["passed"] is False and wrong_label["manifest_digest"]["passed"] is True
-    tampered = integrity_checks(manifest["sha256"], {**manifest, "x": 2})
-    assert tampered["manifest_digest"]["passed"] is False
+    digest = str(manifest["sha256"])
+    good = {c.name: c for c in manifest_checks(digest, manifest, None)}
+    assert set(good) == {"manifest", "label"} and all(c.passed for c in good.values())
+    wrong_label = {c.name: c for c in manifest_checks("0" * 64, manifest, None)}
+    assert wrong_label["label"].passed is False and wrong_label["manifest"].passed is True
+    assert f"the embedded manifest is sha256:{digest}" in wrong_label["label"].problems[0]
+    tampered = {c.name: c for c in manifest_checks(digest, {**manifest, "x": 2}, None)}
+    assert tampered["manifest"].passed is False
+    paper = {c.name: c for c in manifest_checks(digest, manifest, {"sha256": "1" * 64})}
+    assert paper["paper"].passed is False and "1" * 64 in paper["paper"].problems[0]
+    assert {c.name: c for c in manifest_checks(digest, manifest, {"sha256": digest})}["paper"].passed
+
+
+def test_aggregate_means_and_sample_standard_deviation() -> None:
+    means, spread = aggregate([{"a": 1.0, "b": 2.0}, {"a": 3.0}], ["a", "b"])
+    assert means == {"a": 2.0}  # 'b' is missing from one run: not averaged, so reported as not produced
+    assert spread["a"] == {"values": [1.0, 3.0], "std": pytest.approx(1.4142135623730951)}
+    single, single_spread = aggregate([{"a": 5.0}], ["a"])
+    assert single == {"a": 5.0} and single_spread["a"]["std"] == 0.0
 
 
 @pytest.mark.parametrize("actual", [float("nan"), float("inf"), float("-inf")])
