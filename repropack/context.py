@@ -6,6 +6,7 @@ Entries are sorted, owned by root, with fixed times and modes, so equal inputs g
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -54,6 +55,25 @@ def _entries(frozen: Frozen, dockerfile: str, wheels: dict[str, Path]) -> Iterat
 
 
 def write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out: IO[bytes]) -> None:
+    """Write the context tarball to ``out``; running out of disk space is a clear environment error."""
+    try:
+        _write_context(frozen, dockerfile, wheels, out)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentProblem(
+                "No space left on the disk while staging the build context (the image's files: "
+                f"{_context_size(frozen, wheels) / 2**20:.0f} MiB or more).",
+                hint="Free some space, or point TMPDIR at a disk with room, and build again.",
+            ) from None
+        raise
+
+
+def _context_size(frozen: Frozen, wheels: dict[str, Path]) -> int:
+    data = sum(d.size for ds in frozen.datasets.values() if ds.embed for d in ds.files.values())
+    return data + sum(path.stat().st_size for path in wheels.values())
+
+
+def _write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out: IO[bytes]) -> None:
     """Write the context tarball to ``out``. Embedded data is hashed again as it is copied: a file that
     changed after it was frozen is refused rather than shipped under its old hash."""
     expected = {

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 
 from repropack.errors import EnvironmentProblem
 
@@ -73,8 +74,11 @@ def engine_errors(action: str) -> Iterator[None]:
         raise EnvironmentProblem(f"{action}: image not found ({exc.explanation}).") from None
     except docker.errors.APIError as exc:
         raise EnvironmentProblem(f"{action}: the Docker engine said: {exc.explanation or exc}.") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        raise EnvironmentProblem(f"{action}: cannot reach the Docker engine ({exc}).", hint=START_HINT) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+            OSError) as exc:
+        # also a connection that breaks halfway, e.g. the engine stopped during a build
+        raise EnvironmentProblem(f"{action}: lost or no connection to the Docker engine ({exc}).",
+                                 hint=START_HINT) from None
 
 
 class Engine:

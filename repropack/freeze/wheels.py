@@ -19,6 +19,7 @@ from repropack.canonical import atomic_write
 from repropack.errors import EnvironmentProblem
 from repropack.freeze.lock import Lock, LockedPackage
 from repropack.hashing import sha256_file
+from repropack.locks import exclusive
 
 
 def cache_root() -> Path:
@@ -49,8 +50,12 @@ def ensure_wheels(lock: Lock) -> dict[str, Path]:
     index = _index(house)
     missing = [p for p in lock.packages if not any(h in index for h in p.hashes)]
     if missing:
-        index.update(_download(missing, house))
-        atomic_write(house / "index.json", json.dumps(dict(sorted(index.items())), indent=1).encode())
+        with exclusive(house / ".lock"):  # one download at a time; the index is read again under the lock
+            index = _index(house)
+            missing = [p for p in lock.packages if not any(h in index for h in p.hashes)]
+            if missing:
+                index.update(_download(missing, house))
+                atomic_write(house / "index.json", json.dumps(dict(sorted(index.items())), indent=1).encode())
     found: dict[str, Path] = {}
     for package in lock.packages:
         name = next((index[h] for h in package.hashes if h in index), None)

@@ -258,15 +258,56 @@ def command_environment(manifest: dict[str, Any], options: dict[str, Any], confi
     return env
 
 
+def command_user(output: str) -> tuple[int, int] | None:
+    """Who the command runs as when the runtime is root: the owner of the output folder.
+
+    `docker run -v "$PWD/out:/output" IMAGE train` starts the runtime as root; the folder's owner is the
+    user who asked for the run, so the experiment runs as that user (not as root), its results come
+    out owned by them, and the image's code and data (root's, read-only to others) stay untouched.
+    When the folder belongs to root, the invoking user is root and nothing changes.
+    """
+    if os.geteuid() != 0:
+        return None
+    stat = os.stat(output)
+    return (stat.st_uid, stat.st_gid) if stat.st_uid != 0 else None
+
+
+def oom_kills() -> int | None:
+    """The container's count of out-of-memory kills (cgroup v2 memory.events, or v1 memory.oom_control)."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _demote(user: tuple[int, int] | None) -> Any:
+    if user is None:
+        return None
+
+    def demote() -> None:  # runs in the child between fork and exec
+        os.setgroups([])
+        os.setgid(user[1])
+        os.setuid(user[0])
+
+    return demote
+
+
 def run_command(argv: list[str], env: dict[str, str], cwd: str, timeout: float | None,
-                patterns: dict[str, str]) -> dict[str, Any]:
+                patterns: dict[str, str], user: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run the command, echo its output, keep the last lines and the last match of each metric pattern."""
     compiled = {name: re.compile(p) for name, p in patterns.items()}
     found: dict[str, str] = {}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    kills_before = oom_kills()
     try:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_demote(user))
     except OSError as exc:
         return {"exit_code": 127, "status": "failed", "tail": [f"cannot start {argv[0]}: {exc.strerror}"],
                 "stdout_metrics": {}}
@@ -298,8 +339,11 @@ def run_command(argv: list[str], env: dict[str, str], cwd: str, timeout: float |
     if timer:
         timer.cancel()
     status = "succeeded" if code == 0 else "failed"
+    kills_after = oom_kills()
     if timed_out.is_set():
         status = "timed_out"
+    elif code < 0 and kills_before is not None and kills_after is not None and kills_after > kills_before:
+        status = "killed for using too much memory"
     elif code < 0:
         status = f"killed by signal {-code}"
     return {"exit_code": code, "status": status, "tail": list(tail), "stdout_metrics": found}
@@ -412,10 +456,14 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
     config, overrides = apply_overrides(manifest, options["sets"], output)
     argv_run = command_argv(manifest, options["command"], config, options["seed"], output)
     state = tempfile.mkdtemp(prefix="repro-state-")
+    user = command_user(output)
+    if user is not None:
+        os.chown(state, *user)
     env = command_environment(manifest, options, config, device, state)
     print(f"repropack: running '{options['command']}' on {device} with seed {options['seed']}", flush=True)
     started, clock = now(), time.monotonic()
-    result = run_command(argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"])
+    result = run_command(argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"],
+                         user)
     duration = round(time.monotonic() - clock, 3)
     metrics, problems = collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 \
         else ({}, [])
@@ -426,6 +474,7 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
         "command": options["command"], "argv": argv_run, "exit_code": result["exit_code"], "status": result["status"],
         "started": started, "finished": now(), "duration_s": duration,
         "seed": options["seed"], "overrides": overrides, "timeout_s": options["timeout"],
+        "user": {"uid": user[0] if user else os.geteuid(), "gid": user[1] if user else os.getegid()},
         "settings": {k: env[k] for k in SETTINGS},
         "device": device, "gpu": gpu, "host": host_info(),
         "python": platform.python_version(), "torch": torch_state,

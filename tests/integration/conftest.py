@@ -135,6 +135,13 @@ mean = sum(values) / len(values)
 if config.get("crash"):
     print("about to fail", flush=True)
     sys.exit(3)
+if config.get("sleep"):
+    print("sleeping", flush=True)
+    import time
+    time.sleep(config["sleep"])
+if config.get("allocate_mb"):
+    print("allocating", flush=True)
+    block = bytearray(config["allocate_mb"] << 20)
 def root_writable():
     try:
         open("/repro/probe", "w").close()
@@ -143,7 +150,7 @@ def root_writable():
         return 0
 metrics = {"mean": mean * config["scale"], "hashseed": int(os.environ["PYTHONHASHSEED"]),
            "first_random": random.random(), "interfaces": len(os.listdir("/sys/class/net")),
-           "root_writable": root_writable()}
+           "root_writable": root_writable(), "uid": os.getuid()}
 json.dump(metrics, open(os.path.join(args.output, "metrics.json"), "w"))
 print(f"mean: {mean * config['scale']:.4f}")
 """
@@ -174,13 +181,18 @@ def make_experiment(tmp_path: Path) -> Callable[..., Experiment]:
         embed: bool = True,
         extra_yaml: str = "",
         name: str = "tiny",
+        config: dict[str, object] | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> Experiment:
         expected = expected.replace("\n", "\n" + " " * 16)  # one metric a line, under 'expected:'
         root = tmp_path / name
         folder = root / "experiment"
         (folder / "data").mkdir(parents=True)
         (folder / "train.py").write_text(TRAIN_PY)
-        (folder / "config.json").write_text(json.dumps({"scale": 2.0, "crash": False}) + "\n")
+        (folder / "config.json").write_text(json.dumps({"scale": 2.0, "crash": False, **(config or {})}) + "\n")
+        for relative, data in (files or {}).items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_bytes(data)
         (folder / "requirements.in").write_text("# no packages: the standard library is enough\n")
         (folder / "data" / "points.csv").write_text("x,y\n1,2\n2,3\n3,4\n4,3\n")
         (root / "README.md").write_text("outside the experiment folder\n")
