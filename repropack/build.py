@@ -6,16 +6,18 @@ Also the dry run (``freeze``), which writes the Dockerfile and manifest and need
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from repropack.canonical import atomic_write
 from repropack.engine import Engine
-from repropack.errors import EnvironmentProblem
+from repropack.errors import BadInput, EnvironmentProblem
 from repropack.freeze import Frozen, freeze
+from repropack.hashing import HashStats, ProgressCallback
 from repropack.spec import load_spec
 
 
@@ -26,6 +28,7 @@ class BuildResult:
     manifest_digest: str
     lockfile: str
     lock_created: bool
+    hashed: HashStats = field(default_factory=HashStats)  # dataset files read, and spared by the stat cache
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,20 @@ class FreezeResult:
     files: tuple[str, ...]
     manifest_digest: str
     base_resolved: bool
+    hashed: HashStats = field(default_factory=HashStats)  # dataset files read, and spared by the stat cache
+
+
+# NAME[:TAG], NAME possibly with a registry host (and port) and path components, as Docker accepts it.
+TAG = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+)
+
+
+def check_tag(tag: str) -> None:
+    if not TAG.match(tag):
+        raise BadInput(f"--tag '{tag}' is not an image name like spiral-mlp:v1 (lower-case name, optional :TAG).",
+                       hint="Use lower-case letters, digits and '.', '_' or '-'; no spaces.")
 
 
 def default_tag(frozen: Frozen) -> str:
@@ -49,14 +66,30 @@ def build_image(
     tag: str | None,
     on_line: Callable[[str], None],
     on_note: Callable[[str], None],
+    on_progress: ProgressCallback | None = None,
+    allowed_secrets: frozenset[str] = frozenset(),
 ) -> BuildResult:
+    """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets."""
     from repropack.context import write_context
     from repropack.freeze.wheels import ensure_wheels
     from repropack.render import render_dockerfile
 
     spec = load_spec(spec_path)
-    engine = Engine.connect()
-    frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=spec.lockfile)
+    if tag is not None:
+        check_tag(tag)
+    # Bad input (exit 2) must not hide behind an unreachable engine (exit 3): without an engine, freeze
+    # anyway, so the spec, code, lockfile, config and data are all checked, and only then give up.
+    try:
+        engine: Engine | None = Engine.connect()
+        unreachable: EnvironmentProblem | None = None
+    except EnvironmentProblem as problem:
+        engine, unreachable = None, problem
+    frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=spec.lockfile,
+                    on_progress=on_progress,
+                    allowed_secrets=allowed_secrets)
+    if engine is None:
+        assert unreachable is not None
+        raise unreachable
     if frozen.lock_created:
         on_note(f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
                 "commit it with the experiment")
@@ -69,10 +102,14 @@ def build_image(
         image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
     final_tag = tag or default_tag(frozen)
     engine.tag(image_id, final_tag)
-    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created)
+    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created,
+                       frozen.hash_stats)
 
 
-def freeze_to(spec_path: Path, output: Path, *, allow_dirty: bool) -> FreezeResult:
+def freeze_to(
+    spec_path: Path, output: Path, *, allow_dirty: bool, on_progress: ProgressCallback | None = None,
+    allowed_secrets: frozenset[str] = frozenset(),
+) -> FreezeResult:
     """Write OUTPUT/Dockerfile and OUTPUT/manifest.json (and the lock, when the experiment has none).
 
     Nothing is written outside ``output``, and nothing at all unless every step succeeded.
@@ -80,13 +117,17 @@ def freeze_to(spec_path: Path, output: Path, *, allow_dirty: bool) -> FreezeResu
     from repropack.render import render_dockerfile
 
     spec = load_spec(spec_path)
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"--output {output} is a file, not a folder.", hint="Name a folder (it is created if missing).")
     try:
         engine: Engine | None = Engine.connect()
     except EnvironmentProblem:
         engine = None  # a dry run needs no engine; the base is then recorded by reference only
     with tempfile.TemporaryDirectory(prefix="repropack-freeze-") as scratch:
         scratch_lock = Path(scratch) / spec.lockfile.name
-        frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=scratch_lock)
+        frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=scratch_lock,
+                        on_progress=on_progress,
+                    allowed_secrets=allowed_secrets)
         dockerfile = render_dockerfile(frozen)
         written = ["Dockerfile", "manifest.json"]
         if frozen.lock_created:
@@ -96,4 +137,5 @@ def freeze_to(spec_path: Path, output: Path, *, allow_dirty: bool) -> FreezeResu
             written.append(scratch_lock.name)
         atomic_write(output / "manifest.json", frozen.manifest_bytes)
         atomic_write(output / "Dockerfile", dockerfile.encode())
-    return FreezeResult(output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None)
+    return FreezeResult(output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None,
+                        frozen.hash_stats)

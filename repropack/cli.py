@@ -8,8 +8,9 @@ Nothing below this module prints for the user or exits; errors are ReproError su
 from __future__ import annotations
 
 import json
+import re
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -39,6 +40,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 DirtyOpt = Annotated[bool, typer.Option("--allow-dirty", help="Ship uncommitted changes; the diff is recorded.")]
 DataOpt = Annotated[
     list[str] | None, typer.Option("--data", metavar="NAME=PATH", help="NAME=PATH: mount a dataset (read-only).")
+]
+SecretOpt = Annotated[
+    list[str] | None,
+    typer.Option("--allow-secret", metavar="PATH", help="Let this secret-looking file into the image (repeatable)."),
 ]
 GpusOpt = Annotated[
     str | None, typer.Option("--gpus", metavar="all", help="'all' gives the container every GPU (like docker run).")
@@ -126,14 +131,27 @@ def freeze_command(
         Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for Dockerfile and manifest.json.")
     ],
     allow_dirty: DirtyOpt = False,
+    allow_secret: SecretOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Dry run: write OUTPUT/Dockerfile and OUTPUT/manifest.json; needs no Docker engine."""
     from repropack.build import freeze_to
+    from repropack.progress import HashMeter
 
-    result = freeze_to(spec, output, allow_dirty=allow_dirty)
+    meter = HashMeter(enabled=not as_json and sys.stderr.isatty(), write=_say)
+    result = freeze_to(
+        spec, output, allow_dirty=allow_dirty, on_progress=meter.update, allowed_secrets=frozenset(allow_secret or ())
+    )
+    meter.done()
     if as_json:
-        _print_json({"output": str(output), "files": list(result.files), "manifest_digest": result.manifest_digest})
+        _print_json(
+            {
+                "output": str(output),
+                "files": list(result.files),
+                "manifest_digest": result.manifest_digest,
+                "hashed": asdict(result.hashed),
+            }
+        )
         return
     if not result.base_resolved:
         _say("note: no Docker engine reachable; the base image is recorded by reference, not by image id")
@@ -146,18 +164,30 @@ def build(
     as_json: JsonOpt = False,
     allow_dirty: DirtyOpt = False,
     tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="NAME:TAG", help="NAME:TAG for the image.")] = None,
+    allow_secret: SecretOpt = None,
 ) -> None:
     """Freeze the experiment and build its image on the Docker engine."""
     from repropack.build import build_image
+    from repropack.progress import HashMeter
 
     quiet = as_json or not sys.stderr.isatty()
+    meter = HashMeter(enabled=not quiet, write=_say)
+
+    def on_line(text: str) -> None:
+        meter.done()  # the hashing summary, once, before the first build step
+        if not quiet:
+            _say(text)
+
     result = build_image(
         spec,
         allow_dirty=allow_dirty,
         tag=tag,
-        on_line=(lambda line: None) if quiet else _say,
+        on_line=on_line,
         on_note=(lambda line: None) if as_json else _say,
+        on_progress=meter.update,
+        allowed_secrets=frozenset(allow_secret or ()),
     )
+    meter.done()
     if as_json:
         _print_json(
             {
@@ -166,6 +196,7 @@ def build(
                 "manifest_digest": f"sha256:{result.manifest_digest}",
                 "lockfile": result.lockfile,
                 "lock_created": result.lock_created,
+                "hashed": asdict(result.hashed),
             }
         )
         return
@@ -228,6 +259,8 @@ def _seeds(value: str | None) -> tuple[int, ...]:
 def _sandbox(off: bool, network: bool, memory: str | None, pids: int | None) -> Sandbox:
     from repropack.engine import OPEN, STRICT
 
+    if memory is not None and not re.fullmatch(r"[1-9][0-9]*[bkmgBKMG]?", memory):
+        raise BadInput(f"--memory takes a size like 8g or 512m, not '{memory}'.")
     if off:
         return OPEN
     return replace(STRICT, network=network, memory=memory or STRICT.memory, pids=pids or STRICT.pids)
@@ -251,6 +284,9 @@ def verify(
     memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Memory limit (default 8g).")] = None,
     pids: Annotated[int | None, typer.Option("--pids-limit", metavar="N", min=16, help="Process limit.")] = None,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run without any of the sandbox's limits.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Check the image afresh; ignore remembered integrity results.")
+    ] = False,
 ) -> None:
     """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.engine import Engine
@@ -263,7 +299,13 @@ def verify(
         data=tuple(data or ()),
         gpus=_gpus(gpus),
         sandbox=_sandbox(no_sandbox, network, memory, pids),
+        cache=not no_cache,
     )
+    from repropack.runner import parse_data
+    from repropack.targets import read_paper_target
+
+    parse_data(options.data)  # arguments first: bad input is 2 even when no engine runs
+    read_paper_target(target)
     engine = Engine.connect()
     report = verify_target(engine, target, options, (lambda line: None) if as_json else _say)
     if as_json:
@@ -283,8 +325,10 @@ def publish(
     """Push an image to a registry; prints the reference pinned by the pushed digest."""
     from repropack.engine import Engine
     from repropack.progress import PushMeter
+    from repropack.publish import parse_target
     from repropack.publish import publish as publish_image
 
+    parse_target(target)  # a bad target is bad input (2), also when no engine runs (3)
     meter = PushMeter(enabled=not as_json and sys.stderr.isatty(), write=_say)
     published = publish_image(Engine.connect(), image, target, meter.update)
     meter.done()

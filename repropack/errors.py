@@ -41,7 +41,8 @@ class SpecError(BadInput):
         self.problems = problems
         listing = "; ".join(problems)
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{path}: {len(problems)} {noun}: {listing}.")
+        end = "" if listing.endswith(("?", ".")) else "."  # not "did you mean 'seed'?."
+        super().__init__(f"{path}: {len(problems)} {noun}: {listing}{end}")
 
 
 class EnvironmentProblem(ReproError):

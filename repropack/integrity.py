@@ -3,21 +3,39 @@
 Files are read through the engine's archive API from a container that is created but never started,
 so nothing in the image can influence the answer. Each check names every mismatch it finds, e.g.
 ``/repro/code/train.py: sha256 differs``.
+
+The two checks that read the image's files (every pinned file, and the installed packages: seconds for a
+torch image) are remembered per image id: an image id is the sha256 of the image's configuration, which
+names every layer by the digest of its content, so the same id is the same bytes. Only passing results
+are kept, keyed on the image id and the manifest's digest (and this module's check version); a damaged
+record is deleted, and ``REPROPACK_NO_CACHE=1`` checks everything afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import hashlib
+import json
+import os
+import re
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
+from repropack import __version__
+from repropack.canonical import atomic_write
 from repropack.engine import Engine
 from repropack.freeze.lock import normalize
 from repropack.manifest import digest_of
 
 CHUNK = 1 << 20
 MAX_NAMED = 20  # a report names at most this many mismatches per check, then counts the rest
+CACHE_VERSION = 1  # raise when a cached check changes what it checks: older records then no longer count
+CACHED_CHECKS = ("files", "packages")
+CACHED_NOTE = " (cached: it held on an earlier verify of this image id)"
+KEEP_S = 180 * 24 * 3600  # records not rewritten for this long are dropped
 
 
 @dataclass(frozen=True)
@@ -26,9 +44,10 @@ class Check:
     passed: bool
     detail: str
     problems: tuple[str, ...] = field(default_factory=tuple)
+    cached: bool = False  # the result of an earlier verify of the same image id, not checked again now
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "detail": self.detail, "problems": list(self.problems)}
+        return {"passed": self.passed, "detail": self.detail, "problems": list(self.problems), "cached": self.cached}
 
 
 def _check(name: str, detail: str, problems: list[str]) -> Check:
@@ -152,10 +171,91 @@ def config_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
     return _check("entrypoint", "the image runs repropack's runtime", problems)
 
 
-def image_checks(engine: Engine, image: str, manifest: dict[str, Any]) -> list[Check]:
-    return [
+def image_checks(
+    engine: Engine, image: str, manifest: dict[str, Any], *, cache: IntegrityCache | None = None
+) -> list[Check]:
+    """Every check of the image against ``manifest`` (whose own digest was checked already).
+
+    ``image`` must be an image id (``sha256:...``) for ``cache`` to be used: a tag can move."""
+    digest = str(manifest.get("sha256", ""))
+    remembered = cache.get(image, digest) if cache is not None else {}
+    checks = [
         config_check(engine, image, manifest),
         base_check(engine, image, manifest),
-        file_check(engine, image, manifest),
-        package_check(engine, image, manifest),
+        remembered.get("files") or file_check(engine, image, manifest),
+        remembered.get("packages") or package_check(engine, image, manifest),
     ]
+    if cache is not None:
+        cache.put(image, digest, [c for c in checks if c.name in CACHED_CHECKS and c.passed and not c.cached])
+    return checks
+
+
+class IntegrityCache:
+    """Passing results of the costly checks, one small JSON file per (image id, manifest digest)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def default(cls) -> IntegrityCache | None:
+        from repropack.freeze.wheels import cache_root
+        from repropack.statcache import disabled
+
+        return None if disabled() else cls(cache_root() / "integrity")
+
+    def _path(self, image: str, digest: str) -> Path | None:
+        image_hex = image.removeprefix("sha256:")
+        if not (IMAGE_ID.fullmatch(image) and HEX64.fullmatch(digest)):
+            return None  # not an image id (a tag can move): nothing is remembered for it
+        return self.folder / f"{image_hex}-{digest[:16]}.json"
+
+    def _body(self, image: str, digest: str, checks: dict[str, Any]) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, "repropack": __version__, "image_id": image, "manifest_sha256": digest,
+                "checks": checks}
+
+    def get(self, image: str, digest: str) -> dict[str, Check]:
+        """Check name -> the passing result recorded for this image id and manifest; {} when none."""
+        path = self._path(image, digest)
+        if path is None:
+            return {}
+        try:
+            record = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            record = None
+        try:
+            body = self._body(image, digest, record["checks"])
+            if record != {**body, "sha256": _digest(body)}:
+                raise ValueError("the record is not this image's, or not intact")
+            return {name: Check(name, True, str(entry["detail"]) + CACHED_NOTE, (), cached=True)
+                    for name, entry in record["checks"].items() if name in CACHED_CHECKS and entry["passed"] is True}
+        except (TypeError, KeyError, ValueError):
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # damaged, stale or foreign: not trusted, and not kept
+            return {}
+
+    def put(self, image: str, digest: str, checks: list[Check]) -> None:
+        """Remember passing ``checks`` beside those already remembered; a cache that cannot be written
+        is no error."""
+        path = self._path(image, digest)
+        passed = {c.name: {"passed": True, "detail": c.detail} for c in checks if c.passed and not c.cached}
+        if path is None or not passed:
+            return
+        known = {name: {"passed": True, "detail": c.detail.removesuffix(CACHED_NOTE)}
+                 for name, c in self.get(image, digest).items()}
+        body = self._body(image, digest, {**known, **passed})
+        with contextlib.suppress(OSError):
+            atomic_write(path, json.dumps({**body, "sha256": _digest(body)}, sort_keys=True).encode())
+            cutoff = time.time() - KEEP_S
+            for old in self.folder.glob("*.json"):  # images long gone: their records need not stay
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+
+
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

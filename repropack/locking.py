@@ -19,7 +19,7 @@ class LockResult:
 
 def lock_experiment(spec_path: Path, *, upgrade: bool) -> LockResult:
     """Up to date (same inputs digest): nothing runs. Otherwise resolve, keeping current pins unless upgrading."""
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, lockfile_may_be_missing=True)  # making it is this command's job
     previous = None
     if spec.lockfile.exists():
         try:

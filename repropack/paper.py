@@ -45,16 +45,19 @@ def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_paper(data: bytes, source: str) -> dict[str, Any]:
+    remake = "Write it again with 'repropack manifest IMAGE --format json', or pass the image reference instead."
     try:
-        paper = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"{source} is not JSON ({exc}); expected a file written by 'repropack manifest'.") from None
+        paper = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"The paper manifest {source} is not UTF-8 text (byte {exc.start}).", hint=remake) from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"The paper manifest {source} is not valid JSON: line {exc.lineno} column {exc.colno}: "
+                       f"{exc.msg}.", hint=remake) from None
     if not isinstance(paper, dict) or paper.get("schema") != SCHEMA or not isinstance(paper.get("manifest"), dict):
-        raise BadInput(f"{source} is not a paper manifest (schema {SCHEMA}); write one with "
-                       "'repropack manifest IMAGE --format json'.")
+        raise BadInput(f"{source} is not a paper manifest (schema {SCHEMA}).", hint=remake)
     image = paper.get("image")
     if not isinstance(image, dict) or not (image.get("reference") or image.get("id")):
-        raise BadInput(f"{source} names no image (image.reference or image.id).")
+        raise BadInput(f"The paper manifest {source} names no image (image.reference or image.id).", hint=remake)
     return paper
 
 

@@ -7,6 +7,7 @@ nothing host-specific leaves this module except through explicit, relative field
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import string
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ TOP_KEYS = (
     "seed", "datasets", "commands", "metrics", "gpu",
 )
 REQUIRED_KEYS = ("version", "name", "python", "base", "requirements", "commands")
+REQUIRED_EXAMPLES = {
+    "version": "version: 1", "name": "name: spiral-mlp", "python": 'python: "3.11"',
+    "base": "base: debian-bookworm", "requirements": "requirements: requirements.in",
+    "commands": "commands: {train: python train.py}",
+}
 DATASET_KEYS = ("path", "embed")
 METRICS_KEYS = ("file", "stdout", "expected")
 EXPECTED_KEYS = ("value", "abs_tol", "rel_tol")
@@ -82,11 +88,16 @@ class Spec:
         return self.path.parent
 
 
-def load_spec(path: Path) -> Spec:
-    """Read, validate and normalize ``path``; raise :class:`SpecError` listing every problem."""
+def load_spec(path: Path, *, lockfile_may_be_missing: bool = False) -> Spec:
+    """Read, validate and normalize ``path``; raise :class:`SpecError` listing every problem.
+
+    A lockfile the spec names explicitly must exist (``freeze`` and ``build`` only create the default
+    one): a typo there would otherwise make a second lockfile. ``repropack lock`` passes
+    ``lockfile_may_be_missing`` because creating it is its job.
+    """
     text = read_text(path, "experiment spec")
     doc = load_yaml(text, path.name)
-    return validate(doc, path.resolve())
+    return validate(doc, path.resolve(), lockfile_may_be_missing=lockfile_may_be_missing)
 
 
 def read_text(path: Path, what: str) -> str:
@@ -102,17 +113,19 @@ def read_text(path: Path, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise BadInput(
-            f"The {what} {path} is not UTF-8 text (byte {exc.start}).", hint="Save it as UTF-8."
+            f"The {what} {path} is not UTF-8 text (line {line}, byte {exc.start}).", hint="Save it as UTF-8."
         ) from None
 
 
 class _Checker:
     """Collects problems as 'line N: key: message' strings while the spec is being read."""
 
-    def __init__(self, doc: Located, root: Path) -> None:
+    def __init__(self, doc: Located, root: Path, spec_name: str = "experiment.yaml") -> None:
         self.doc = doc
         self.root = root
+        self.spec_name = spec_name
         self.problems: list[str] = []
 
     def problem(self, path: tuple[str, ...], message: str) -> None:
@@ -128,10 +141,11 @@ class _Checker:
                 suggestion = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(allowed)}"
                 self.problem((*path, key), f"unknown key; {suggestion}")
 
-    def mapping(self, value: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
+    def mapping(self, value: Any, path: tuple[str, ...], example: str = "") -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
-        self.problem(path, f"must be a mapping of keys to values, not {_kind(value)}")
+        shape = f" (for example {example})" if example else ""
+        self.problem(path, f"must be a mapping of keys to values, not {_kind(value)}{shape}")
         return None
 
     def text(self, value: Any, path: tuple[str, ...]) -> str | None:
@@ -143,6 +157,9 @@ class _Checker:
     def number(self, value: Any, path: tuple[str, ...], *, minimum: float | None = None) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             self.problem(path, f"must be a number, not {_kind(value)}")
+            return None
+        if not math.isfinite(value):
+            self.problem(path, f"must be a finite number, not {value}")
             return None
         if minimum is not None and value < minimum:
             self.problem(path, f"must be at least {minimum}, not {value}")
@@ -163,26 +180,29 @@ class _Checker:
         return resolved
 
 
-def validate(doc: Located, spec_path: Path) -> Spec:
+def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = False) -> Spec:
     """Check the loaded document against version 1 of the format; see README.md for the reference."""
     source = spec_path.name
     if doc.value is None:
         raise SpecError(source, ["the file is empty; start from the example in README.md"])
     if not isinstance(doc.value, dict):
-        raise SpecError(source, [f"line 1: the top level must be a mapping of keys, not {_kind(doc.value)}"])
+        raise SpecError(source, [f"line {doc.line() or 1}: the top level must be a mapping of keys, "
+                                 f"not {_kind(doc.value)}"])
     raw: dict[str, Any] = doc.value
-    check = _Checker(doc, spec_path.parent)
+    check = _Checker(doc, spec_path.parent, source)
     check.unknown_keys(raw, TOP_KEYS, ())
     for key in REQUIRED_KEYS:
         if key not in raw:
-            check.problems.append(f"missing required key '{key}'")
+            check.problems.append(f"missing required key '{key}' (for example {REQUIRED_EXAMPLES[key]})")
 
     _check_version(check, raw)
     name = _check_name(check, raw)
     python = _check_python(check, raw)
     base = _check_base(check, raw)
+    if python and base:
+        _check_base_python(check, base, python)
     requirements = check.existing_file(raw["requirements"], ("requirements",)) if "requirements" in raw else None
-    lockfile = _check_lockfile(check, raw)
+    lockfile = _check_lockfile(check, raw, may_be_missing=lockfile_may_be_missing)
     config = check.existing_file(raw["config"], ("config",)) if "config" in raw else None
     seed = _check_seed(check, raw)
     gpu = _check_gpu(check, raw)
@@ -203,15 +223,21 @@ def validate(doc: Located, spec_path: Path) -> Spec:
 
 
 def _check_version(check: _Checker, raw: dict[str, Any]) -> None:
-    if "version" in raw and (raw["version"] != SPEC_VERSION or isinstance(raw["version"], bool)):
-        check.problem(("version",), f"this repropack reads version {SPEC_VERSION}, not {raw['version']!r}")
+    value = raw.get("version", SPEC_VERSION)
+    if value != SPEC_VERSION or isinstance(value, bool) or not isinstance(value, int):
+        shown = str(value) if isinstance(value, int) and not isinstance(value, bool) else _kind(value)
+        check.problem(("version",), f"this repropack reads version {SPEC_VERSION}, not {shown}; "
+                                    f"write version: {SPEC_VERSION}")
 
 
 def _check_name(check: _Checker, raw: dict[str, Any]) -> str | None:
     if "name" not in raw:
         return None
     name = check.text(raw["name"], ("name",))
-    if name is not None and (not IMAGE_NAME.match(name) or len(name) > 100):
+    if name is not None and len(name) > 100:
+        check.problem(("name",), f"is {len(name)} characters long; an image name has at most 100")
+        return None
+    if name is not None and not IMAGE_NAME.match(name):
         check.problem(
             ("name",),
             f"'{name}' is not usable as an image name: use lower-case letters and digits, "
@@ -226,7 +252,9 @@ def _check_python(check: _Checker, raw: dict[str, Any]) -> str | None:
         return None
     value = raw["python"]
     if isinstance(value, float):
-        check.problem(("python",), f"write the version as a string, \"{value}\" (a bare {value} is a number)")
+        meant = "3.10" if str(value) == "3.1" else str(value)  # unquoted 3.10 is the number 3.1
+        check.problem(("python",), f"write the version as a string, \"{meant}\" (unquoted, YAML reads it as the "
+                                   f"number {value})")
         return None
     text = check.text(value, ("python",))
     if text is None:
@@ -259,14 +287,33 @@ def _check_base(check: _Checker, raw: dict[str, Any]) -> str | None:
 
     catalog = load_catalog()
     if text not in catalog:
-        near = difflib.get_close_matches(text, list(catalog), n=3, cutoff=0.3)
-        known = ", ".join(near or sorted(catalog))
-        check.problem(("base",), f"unknown base image '{text}'; known: {known} (all: repropack base list)")
+        nearest = sorted(catalog, key=lambda known: (-difflib.SequenceMatcher(None, text, known).ratio(), known))
+        check.problem(
+            ("base",),
+            f"unknown base image '{text}'; known: {', '.join(nearest)} (nearest first), 'cuda', or "
+            "REPOSITORY@sha256:<digest> (details: repropack base list)",
+        )
         return None
     return text
 
 
-def _check_lockfile(check: _Checker, raw: dict[str, Any]) -> Path | None:
+def _check_base_python(check: _Checker, base: str, python: str) -> None:
+    """A catalog base brings its own Python; the spec's must be the same (found here, with a line)."""
+    from repropack.base_images_catalog import load_catalog
+
+    entry = load_catalog().get(base)
+    if entry is None or entry.python == python:
+        return
+    same = sorted(name for name, b in load_catalog().items() if b.python == python)
+    choices = f"bases with Python {python}: {', '.join(same)}" if same else f"no base has Python {python}"
+    check.problem(
+        ("python",),
+        f"'{python}' but the base {base} has Python {entry.python}; write python: \"{entry.python}\", or pick "
+        f"another base ({choices})",
+    )
+
+
+def _check_lockfile(check: _Checker, raw: dict[str, Any], *, may_be_missing: bool) -> Path | None:
     if "lockfile" not in raw:
         return check.root / "requirements.lock"
     text = check.text(raw["lockfile"], ("lockfile",))
@@ -275,6 +322,15 @@ def _check_lockfile(check: _Checker, raw: dict[str, Any]) -> Path | None:
     path = (check.root / text).resolve()
     if path.is_dir():
         check.problem(("lockfile",), f"'{text}' is a directory; name a file")
+        return None
+    # Only the default lockfile may be missing (freeze and build make it): a named one that is not there
+    # is more likely a typo than a wish for a second lockfile.
+    if not path.exists() and not may_be_missing and path != (check.root / "requirements.lock").resolve():
+        check.problem(
+            ("lockfile",),
+            f"'{text}' does not exist (looked for it relative to the spec's folder); make it with "
+            f"'repropack lock {check.spec_name}', or remove the key to use requirements.lock",
+        )
         return None
     return path
 
@@ -292,8 +348,9 @@ def _check_seed(check: _Checker, raw: dict[str, Any]) -> int:
 
 def _check_gpu(check: _Checker, raw: dict[str, Any]) -> str:
     value = raw.get("gpu", "auto")
-    if value not in GPU_MODES:
-        check.problem(("gpu",), f"must be one of {', '.join(GPU_MODES)}, not {value!r}")
+    if not isinstance(value, str) or value not in GPU_MODES:
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        check.problem(("gpu",), f"must be one of {', '.join(GPU_MODES)}, not {shown}")
         return "auto"
     return str(value)
 
@@ -301,7 +358,7 @@ def _check_gpu(check: _Checker, raw: dict[str, Any]) -> str:
 def _check_datasets(check: _Checker, raw: dict[str, Any]) -> dict[str, Dataset]:
     if "datasets" not in raw or raw["datasets"] is None:
         return {}
-    mapping = check.mapping(raw["datasets"], ("datasets",))
+    mapping = check.mapping(raw["datasets"], ("datasets",), "points: {path: data/points.csv}")
     result: dict[str, Dataset] = {}
     for name, entry in (mapping or {}).items():
         where = ("datasets", name)
@@ -310,7 +367,7 @@ def _check_datasets(check: _Checker, raw: dict[str, Any]) -> dict[str, Dataset]:
             continue
         if isinstance(entry, str):
             entry = {"path": entry}
-        body = check.mapping(entry, where)
+        body = check.mapping(entry, where, "{path: data/points.csv, embed: true}")
         if body is None:
             continue
         check.unknown_keys(body, DATASET_KEYS, where)
@@ -338,7 +395,7 @@ def _check_commands(
 ) -> dict[str, str] | None:
     if "commands" not in raw:
         return None
-    mapping = check.mapping(raw["commands"], ("commands",))
+    mapping = check.mapping(raw["commands"], ("commands",), "train: python train.py")
     if mapping is None:
         return None
     if not mapping:
@@ -347,7 +404,7 @@ def _check_commands(
     for name, command in mapping.items():
         where = ("commands", name)
         if not IDENTIFIER.match(name):
-            check.problem(where, "command names use lower-case letters, digits, '_' and '-'")
+            check.problem(where, "command names use lower-case letters, digits, '_' and '-', starting with a letter")
             continue
         text = check.text(command, where)
         if text is None:
@@ -387,14 +444,15 @@ def _placeholder_problem(
 def _check_metrics(check: _Checker, raw: dict[str, Any]) -> Metrics:
     if "metrics" not in raw or raw["metrics"] is None:
         return Metrics(file=None)
-    body = check.mapping(raw["metrics"], ("metrics",))
+    body = check.mapping(raw["metrics"], ("metrics",), "file: metrics.json")
     if body is None:
         return Metrics(file=None)
     check.unknown_keys(body, METRICS_KEYS, ("metrics",))
     file = _check_metrics_file(check, body)
     stdout = _check_stdout_patterns(check, body)
     expected: dict[str, Expected] = {}
-    entries = check.mapping(body.get("expected") or {}, ("metrics", "expected")) or {}
+    entries = check.mapping(body.get("expected") or {}, ("metrics", "expected"),
+                            "accuracy: {value: 0.9, abs_tol: 0.01}") or {}
     for name, entry in entries.items():
         parsed = _check_expected(check, ("metrics", "expected", name), entry)
         if parsed is not None:
@@ -414,14 +472,14 @@ def _check_metrics_file(check: _Checker, body: dict[str, Any]) -> str | None:
     if text is None:
         return None
     pure = PurePosixPath(text)
-    if pure.is_absolute() or ".." in pure.parts:
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in text:
         check.problem(("metrics", "file"), f"'{text}' must be a path inside the output folder, like metrics.json")
         return None
     return str(pure)
 
 
 def _check_stdout_patterns(check: _Checker, body: dict[str, Any]) -> dict[str, str]:
-    patterns = check.mapping(body.get("stdout") or {}, ("metrics", "stdout")) or {}
+    patterns = check.mapping(body.get("stdout") or {}, ("metrics", "stdout"), "loss: 'loss: ([0-9.]+)'") or {}
     result: dict[str, str] = {}
     for name, pattern in patterns.items():
         where = ("metrics", "stdout", name)
@@ -441,7 +499,7 @@ def _check_stdout_patterns(check: _Checker, body: dict[str, Any]) -> dict[str, s
 
 
 def _check_expected(check: _Checker, where: tuple[str, ...], entry: Any) -> Expected | None:
-    body = check.mapping(entry, where)
+    body = check.mapping(entry, where, "{value: 0.9, abs_tol: 0.01}")
     if body is None:
         return None
     check.unknown_keys(body, EXPECTED_KEYS, where)
@@ -469,5 +527,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the string {value!r}"
-    return f"{type(value).__name__} {value!r}"
+        return f"the string {_short(value)!r}"
+    return f"{type(value).__name__} {_short(repr(value))}"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A value as a message shows it: a whole file read as one string must not become the message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

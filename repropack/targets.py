@@ -30,12 +30,20 @@ def _ensure(engine: Engine, reference: str) -> str:
     return reference
 
 
-def resolve_target(engine: Engine, target: str) -> Target:
+def read_paper_target(target: str) -> dict[str, Any] | None:
+    """The paper manifest ``target`` names (checked: bad input when it is not one), or None for an image."""
     path = Path(target)
-    if target.endswith(".json") or path.is_file():
-        if not path.is_file():
-            raise BadInput(f"The paper manifest {target} does not exist.")
-        paper = parse_paper(path.read_bytes(), path.name)
+    if not (target.endswith(".json") or path.is_file()):
+        return None
+    if not path.is_file():
+        raise BadInput(f"The paper manifest {target} does not exist.",
+                       hint="Check the path, or pass the image (a tag, or REGISTRY/REPO@sha256:...).")
+    return parse_paper(path.read_bytes(), path.name)
+
+
+def resolve_target(engine: Engine, target: str) -> Target:
+    paper = read_paper_target(target)
+    if paper is not None:
         reference = paper["image"].get("reference")
         image = _ensure(engine, reference) if reference else str(paper["image"]["id"])
         return Target(image, reference, paper)

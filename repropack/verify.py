@@ -15,9 +15,9 @@ from typing import Any
 
 from repropack.engine import STRICT, Engine, Sandbox
 from repropack.image import load_image_manifest
-from repropack.integrity import Check, image_checks, manifest_checks
+from repropack.integrity import Check, IntegrityCache, image_checks, manifest_checks
 from repropack.paper import paper_manifest_digest
-from repropack.runner import RunRequest, default_command, run_image
+from repropack.runner import RunRequest, check_request, default_command, run_image
 from repropack.targets import resolve_target
 
 # Tolerances are written as decimals (0.02) that floats only approximate: a difference equal to the
@@ -33,6 +33,7 @@ class VerifyOptions:
     data: tuple[str, ...] = ()
     gpus: bool = False
     sandbox: Sandbox = STRICT
+    cache: bool = True  # reuse passing file and package checks of an earlier verify of the same image id
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -71,6 +72,9 @@ def verify_target(
     resolved = resolve_target(engine, target)
     loaded = load_image_manifest(engine, resolved.image)
     manifest = loaded.manifest
+    # --command and --data are checked against the manifest before the integrity checks read the image.
+    check_request(manifest, RunRequest(command=options.command or default_command(manifest, ("evaluate", "train")),
+                                       data=options.data))
     paper_copy = None
     checks: list[Check] = []
     if resolved.paper is not None:
@@ -81,7 +85,8 @@ def verify_target(
                                 (f"the paper names {expected_id}, the registry served {loaded.image_id}",)))
     checks += manifest_checks(loaded.label_digest, manifest, paper_copy)
     if all(check.passed for check in checks):
-        checks += image_checks(engine, loaded.image_id, manifest)
+        cache = IntegrityCache.default() if options.cache else None
+        checks += image_checks(engine, loaded.image_id, manifest, cache=cache)
     report: dict[str, Any] = {
         "target": target, "image": resolved.image, "reference": resolved.reference, "image_id": loaded.image_id,
         "manifest_digest": loaded.digest, "integrity": {c.name: c.as_dict() for c in checks},

@@ -35,19 +35,41 @@ def load_yaml(text: str, source: str) -> Located:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(
-            f"{source} is not valid YAML{where}: {problem}.",
-            hint="Check the indentation and quoting there.",
-        ) from None
+        raise _syntax_error(exc, source) from None
     doc = Located(value=None)
     if node is None:
         return doc
     doc.lines[()] = node.start_mark.line + 1
     doc.value = _convert(node, (), doc.lines, source)
     return doc
+
+
+def check_syntax(text: str, source: str) -> None:
+    """Only that ``text`` is one well-formed YAML document (for files whose values the experiment reads)."""
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, source) from None
+
+
+def _syntax_error(exc: yaml.YAMLError, source: str) -> BadInput:
+    """One paragraph for a YAML syntax error: where (line, or byte for a stray control character) and the fix."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        problem += f" ({context.removeprefix('while ')} that starts at line {context_mark.line + 1})"
+    hint = "Check the indentation and quoting there."
+    if isinstance(exc, yaml.reader.ReaderError):
+        where = f" at byte {exc.position}"
+        hint = "A YAML file is plain text: remove the control character, or check that this is the right file."
+    elif "another document" in problem:
+        problem = "a second document starts here (a '---' line)"
+        hint = "Keep one document: remove the second '---' and what follows, or merge the two."
+    elif "\\t" in problem:
+        hint = "Indent with spaces: YAML does not allow tabs there."
+    return BadInput(f"{source} is not valid YAML{where}: {problem}.", hint=hint)
 
 
 def _convert(

@@ -12,6 +12,8 @@ from repropack.freeze.code import CodeSnapshot, snapshot
 from repropack.freeze.config import FrozenConfig, freeze_config
 from repropack.freeze.data import FrozenDataset, freeze_dataset
 from repropack.freeze.lock import Lock, check_current, compile_lock, read_lock
+from repropack.freeze.secrets import refuse_secrets
+from repropack.hashing import HashStats, ProgressCallback
 from repropack.spec import Spec
 
 
@@ -28,6 +30,11 @@ class Frozen:
     manifest_bytes: bytes
     digest: str
 
+    @property
+    def hash_stats(self) -> HashStats:
+        """What hashing the datasets read, and what the stat cache spared it."""
+        return sum((ds.stats for ds in self.datasets.values()), HashStats())
+
 
 def obtain_lock(spec: Spec, missing_to: Path) -> tuple[Lock, bool]:
     """The experiment's lock, checked and current; resolved into ``missing_to`` when there is none.
@@ -41,15 +48,67 @@ def obtain_lock(spec: Spec, missing_to: Path) -> tuple[Lock, bool]:
     return compile_lock(spec.requirements, spec.python, missing_to), True
 
 
-def freeze(spec: Spec, *, allow_dirty: bool, engine: Engine | None, lock_missing_to: Path) -> Frozen:
-    """Freeze ``spec``. Cheap checks come first, so a dirty tree fails before any resolver or hashing."""
+def freeze(
+    spec: Spec,
+    *,
+    allow_dirty: bool,
+    engine: Engine | None,
+    lock_missing_to: Path,
+    on_progress: ProgressCallback | None = None,
+    allowed_secrets: frozenset[str] = frozenset(),
+) -> Frozen:
+    """Freeze ``spec``. Cheap checks come first, so a dirty tree fails before any resolver or hashing.
+
+    ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets (all of them: the
+    counts run on from one dataset to the next).
+    """
     from repropack.manifest import build_manifest, seal
 
     code = snapshot(spec.root, allow_dirty=allow_dirty, exclude=tuple(d.path for d in spec.datasets.values()))
+    refuse_secrets("in the experiment's code", [f.path for f in code.files], allowed_secrets)
+    if spec.config is not None:
+        refuse_secrets("the config file", [_relative(spec.config, spec.root)], allowed_secrets)
     lock, created = obtain_lock(spec, lock_missing_to)
     base = resolve_base(spec, lock, engine)
     config = freeze_config(spec.config) if spec.config else None
-    datasets = {name: freeze_dataset(ds) for name, ds in spec.datasets.items()}
+    datasets = freeze_datasets(spec, on_progress)
+    for ds in datasets.values():
+        prefix = _relative(ds.host_root(), spec.root)
+        paths = [f"{prefix}/{rel}" if prefix != "." else rel for rel in ds.files]
+        refuse_secrets(f"in the dataset '{ds.name}'", paths, allowed_secrets)
     document = build_manifest(spec, code, lock, base, config, datasets)
     data, digest = seal(document)
     return Frozen(spec, code, lock, created, base, config, datasets, document, data, digest)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` as the user names it: relative to the experiment's folder when it is inside it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> dict[str, FrozenDataset]:
+    """Every dataset, hashed through one stat cache (none when ``REPROPACK_NO_CACHE`` is set)."""
+    if not spec.datasets:
+        return {}
+    from repropack.statcache import StatCache
+
+    cache = StatCache.default()
+    before = [0, 0]  # bytes hashed and to hash by the datasets already done
+
+    def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(before[0] + done, before[1] + total)
+
+    datasets: dict[str, FrozenDataset] = {}
+    try:
+        for name, dataset in spec.datasets.items():
+            datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress)
+            before[0] += frozen.stats.hashed_bytes
+            before[1] += frozen.stats.hashed_bytes
+    finally:
+        if cache is not None:
+            cache.close()
+    return datasets

@@ -79,6 +79,13 @@ def snapshot(folder: Path, *, allow_dirty: bool, exclude: tuple[Path, ...] = ())
             "so the image would not match what you have.",
             hint="Commit them, or pass --allow-dirty to ship the working tree and record the diff.",
         )
+    if not listing:
+        where = prefix or "the repository's root"
+        raise BadInput(
+            f"Nothing in the experiment folder {folder} is committed (git tracks no file under {where}), so "
+            "there is no code to ship.",
+            hint=f"Commit the experiment: git add {prefix or '.'} && git commit.",
+        )
     files = _read_files(root, commit, prefix, listing, working_tree=bool(diff))
     return CodeSnapshot(
         commit=commit, folder=prefix or ".", source=_source(root), files=files, diff=diff or None
@@ -90,8 +97,9 @@ def _locate(folder: Path) -> tuple[Path, str]:
         top = git(folder, "rev-parse", "--show-toplevel").decode().strip()
     except _GitFailed:
         raise BadInput(
-            f"{folder.name or folder} is not inside a git repository; repropack records the code by commit.",
-            hint="Run 'git init' and commit the experiment first.",
+            f"The experiment folder {folder} is not inside a git repository; repropack records the code by "
+            "commit.",
+            hint="Run 'git init', then 'git add . && git commit', in the experiment's repository first.",
         ) from None
     root = Path(top).resolve()
     prefix = folder.resolve().relative_to(root).as_posix()
@@ -103,7 +111,7 @@ def _head(root: Path, folder: Path) -> str:
         return git(root, "rev-parse", "--verify", "HEAD^{commit}").decode().strip()
     except _GitFailed:
         raise BadInput(
-            f"The git repository holding {folder.name} has no commits yet.",
+            f"The git repository holding the experiment folder {folder} has no commits yet.",
             hint="Commit the experiment (git add . && git commit) and run again.",
         ) from None
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repropack.errors import BadInput
 from repropack.spec import read_text
+from repropack.yamldoc import check_syntax
 
 CONFIG_ROOT = "/repro/config"
 
@@ -33,4 +36,21 @@ class FrozenConfig:
 
 
 def freeze_config(path: Path) -> FrozenConfig:
-    return FrozenConfig(name=path.name, text=read_text(path, "config file"))
+    """The config as text; a .json or .yaml config must parse, so a typo fails here rather than in a run."""
+    text = read_text(path, "config file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        _check_json(text, path.name)
+    elif suffix in (".yaml", ".yml"):
+        check_syntax(text, path.name)  # only the syntax: the experiment's own loader reads the values
+    return FrozenConfig(name=path.name, text=text)
+
+
+def _check_json(text: str, name: str) -> None:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"The config file {name} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}.",
+            hint="Fix the JSON there (no trailing commas or comments; strings in double quotes).",
+        ) from None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, hash_files, list_files, tree_digest
+from repropack.hashing import FileDigest, HashStats, ProgressCallback, hash_tree, tree_digest
 from repropack.spec import Dataset
+
+if TYPE_CHECKING:
+    from repropack.statcache import StatCache
 
 DATA_ROOT = "/repro/data"
 
@@ -19,8 +24,10 @@ class FrozenDataset:
     embed: bool
     kind: str  # "file" or "directory"
     files: dict[str, FileDigest]  # relative to the dataset's folder in the image
+    # what freezing read, and what the stat cache spared it (not a fact about the data: not compared)
+    stats: HashStats = field(default_factory=HashStats, compare=False)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return tree_digest(self.files)
 
@@ -40,21 +47,23 @@ class FrozenDataset:
         return self.source.parent if self.kind == "file" else self.source
 
 
-def freeze_dataset(dataset: Dataset) -> FrozenDataset:
+def freeze_dataset(
+    dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None
+) -> FrozenDataset:
+    """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed."""
     source = dataset.path
-    if source.is_file():
-        names = [source.name]
-        kind = "file"
-        root = source.parent
-    else:
-        names = list_files(source)
-        kind = "directory"
-        root = source
-        if not names:
-            raise BadInput(f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
-                           hint="Point it at the data, or remove the dataset.")
+    kind = "file" if source.is_file() else "directory"
+    try:
+        hashed = hash_tree(source, cache=cache, on_progress=on_progress)
+    except OSError as error:
+        where = error.filename or source
+        raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
+                       hint="Check that the files exist and are readable.") from None
+    if not hashed.files:
+        raise BadInput(f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
+                       hint="Point it at the data, or remove the dataset.")
     return FrozenDataset(name=dataset.name, source=source, embed=dataset.embed, kind=kind,
-                         files=hash_files(root, names))
+                         files=hashed.files, stats=hashed.stats)
 
 
 def datasets_digest(datasets: dict[str, FrozenDataset]) -> str:

@@ -68,17 +68,27 @@ def _requirement_files(first: Path, seen: set[Path] | None = None) -> list[Path]
         return []
     seen.add(first)
     found = [first]
-    for line in first.read_text(errors="replace").splitlines():
+    for number, line in enumerate(first.read_text(errors="replace").splitlines(), start=1):
         match = INCLUDE.match(line)
         if match:
-            found += _requirement_files((first.parent / match.group(1)).resolve(), seen)
+            included = (first.parent / match.group(1)).resolve()
+            if not included.is_file():
+                raise BadInput(
+                    f"{first.name}: line {number}: '{line.strip()}' names {match.group(1)}, which does not exist "
+                    f"(looked for it in {first.parent.name or first.parent}).",
+                    hint="Fix the path (relative to the file that includes it) or remove the line.",
+                )
+            found += _requirement_files(included, seen)
     return found
 
 
 def read_lock(path: Path) -> Lock:
     """Parse and check a lockfile; every problem is a BadInput that says to run ``repropack lock``."""
-    text = read_text(path, "lockfile")
     fix = "Remake it with 'repropack lock experiment.yaml'."
+    try:
+        text = read_text(path, "lockfile")
+    except BadInput as exc:
+        raise BadInput(exc.message, hint=fix) from None
     inputs = INPUTS_LINE.search(text)
     if inputs is None:
         raise BadInput(f"{path.name} was not made by 'repropack lock' (no inputs digest in its header).", hint=fix)
@@ -95,6 +105,12 @@ def read_lock(path: Path) -> Lock:
             name=normalize(match.group(1)), version=match.group(2),
             hashes=tuple(HASH.findall(match.group(4))), line=line,
         ))
+    seen: dict[str, str] = {}
+    for package in packages:
+        if package.name in seen:
+            raise BadInput(f"{path.name} pins {package.name} twice ({seen[package.name]} and {package.version}).",
+                           hint=fix)
+        seen[package.name] = package.version
     return Lock(
         path=path, sha256=hashlib.sha256(text.encode()).hexdigest(), inputs_sha256=inputs.group(1),
         packages=tuple(sorted(packages, key=lambda p: p.name)),

@@ -88,3 +88,9 @@ def freeze_experiment(tmp_path: Path) -> Callable[..., Any]:
                       lock_missing_to=tmp_path / "scratch" / "requirements.lock")
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests never read or write the user's repropack cache (stat cache, integrity cache, wheels)."""
+    monkeypatch.setenv("REPROPACK_CACHE_DIR", str(tmp_path_factory.mktemp("repropack-cache")))

@@ -1,0 +1,1 @@
+"""repropack's benchmark harness: python -m bench (see bench/__main__.py)."""

@@ -1,0 +1,318 @@
+"""The stat cache never vouches for content it did not see: changed keys, racy timestamps, files that
+change while read, concurrent writers and damaged files all end in a re-hash, never in an old hash."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sqlite3
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from repropack import hashing, statcache
+from repropack.hashing import hash_tree
+from repropack.statcache import RACY_NS, StatCache, StatKey
+
+OLD = 1_600_000_000_000_000_000  # a file time long before any test runs (2020)
+NOW = OLD + 10 * RACY_NS
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> StatCache:
+    return StatCache(tmp_path / "cache" / "stat.sqlite3")
+
+
+@pytest.fixture
+def no_racy_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files made by a test are seconds old at most: let the racy rule trust them at once."""
+    monkeypatch.setattr(statcache, "RACY_NS", 0)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry(key: StatKey, data: bytes, seen_ns: int = NOW) -> tuple[int, int, int, int, int, str, int]:
+    return (*key, sha(data), seen_ns)
+
+
+KEY: StatKey = (2049, 1234, 5, OLD, OLD)
+
+
+# -- the key: any difference means no entry ------------------------------------------------------------------
+def test_an_unchanged_key_is_vouched_for(cache: StatCache) -> None:
+    assert cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    assert cache.lookup("/data", {"a.txt": KEY}) == {"a.txt": entry(KEY, b"hello")}
+
+
+@pytest.mark.parametrize("field", range(5), ids=["device", "inode", "size", "mtime", "ctime"])
+def test_any_changed_stat_field_is_not_vouched_for(cache: StatCache, field: int) -> None:
+    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    changed = list(KEY)
+    changed[field] += 1
+    assert cache.lookup("/data", {"a.txt": (changed[0], changed[1], changed[2], changed[3], changed[4])}) == {}
+
+
+def test_entries_belong_to_their_dataset(cache: StatCache) -> None:
+    cache.store("/data/one", {"a.txt": entry(KEY, b"hello")})
+    assert cache.lookup("/data/two", {"a.txt": KEY}) == {}
+
+
+def test_a_changed_file_is_hashed_again(tmp_path: Path, cache: StatCache, no_racy_wait: None) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"first")
+    os.utime(data / "a.bin", ns=(OLD, OLD))
+    before = hash_tree(data, cache=cache)
+    (data / "a.bin").write_bytes(b"other")  # same size
+    os.utime(data / "a.bin", ns=(OLD + 1, OLD + 1))
+    after = hash_tree(data, cache=cache)
+    assert after.stats.hashed_files == 1
+    assert after.files["a.bin"].sha256 == sha(b"other") != before.files["a.bin"].sha256
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_hashed_again(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"first")
+    os.utime(data / "a.bin", ns=(OLD, OLD))
+    hash_tree(data, cache=cache)
+    (tmp_path / "new").write_bytes(b"other")
+    os.utime(tmp_path / "new", ns=(OLD, OLD))
+    os.replace(tmp_path / "new", data / "a.bin")  # a new inode, everything else as before
+    assert hash_tree(data, cache=cache).files["a.bin"].sha256 == sha(b"other")
+
+
+def test_an_unchanged_tree_is_not_read_again(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    for name in ("a", "b", "sub/c"):
+        (data / name).write_bytes(name.encode() * 100)
+    first = hash_tree(data, cache=cache)
+    assert first.stats.hashed_files == 3
+    read: list[str] = []
+    original = hashing._hash_small
+
+    def reading(path: str, size: int) -> tuple[hashing.FileDigest, os.stat_result]:
+        read.append(path)
+        return original(path, size)
+
+    monkeypatch.setattr(hashing, "_hash_small", reading)
+    again = hash_tree(data, cache=cache)
+    assert read == []
+    assert again.files == first.files
+    assert (again.stats.hashed_files, again.stats.cached_files, again.stats.cached_bytes) == (0, 3, 700)
+
+
+def test_only_the_changed_file_is_read(tmp_path: Path, cache: StatCache, no_racy_wait: None) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(20):
+        (data / f"{i}.txt").write_bytes(b"x" * i)
+    hash_tree(data, cache=cache)
+    (data / "7.txt").write_bytes(b"changed!")
+    result = hash_tree(data, cache=cache)
+    assert (result.stats.hashed_files, result.stats.hashed_bytes, result.stats.cached_files) == (1, 8, 19)
+
+
+def test_a_single_file_dataset_is_cached_by_its_own_path(tmp_path: Path, cache: StatCache, no_racy_wait: None) -> None:
+    (tmp_path / "one.csv").write_bytes(b"1,2\n")
+    (tmp_path / "two.csv").write_bytes(b"3,4\n")
+    assert hash_tree(tmp_path / "one.csv", cache=cache).stats.hashed_files == 1
+    assert hash_tree(tmp_path / "two.csv", cache=cache).stats.hashed_files == 1
+    again = hash_tree(tmp_path / "one.csv", cache=cache)
+    assert again.stats.cached_files == 1
+    assert list(again.files) == ["one.csv"]
+
+
+def test_deleted_files_leave_the_record(tmp_path: Path, cache: StatCache, no_racy_wait: None) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "keep").write_bytes(b"k")
+    (data / "gone").write_bytes(b"g")
+    hash_tree(data, cache=cache)
+    (data / "gone").unlink()
+    assert list(hash_tree(data, cache=cache).files) == ["keep"]
+    keys = {"keep": statcache.stat_key(os.stat(data / "keep")), "gone": KEY}
+    assert set(cache.lookup(os.path.abspath(data), keys)) == {"keep"}
+
+
+# -- racy timestamps ---------------------------------------------------------------------------------------
+def test_an_entry_written_within_the_racy_window_is_not_trusted(cache: StatCache) -> None:
+    racy = (2049, 1, 5, NOW - RACY_NS // 2, NOW - RACY_NS // 2)
+    quiet = (2049, 2, 5, NOW - RACY_NS, NOW - RACY_NS)
+    recent_ctime = (2049, 3, 5, OLD, NOW - 1)  # mtime set back by a tool; the change time tells
+    cache.store("/data", {"racy": entry(racy, b"r"), "quiet": entry(quiet, b"q"), "ctime": entry(recent_ctime, b"c")})
+    assert set(cache.lookup("/data", {"racy": racy, "quiet": quiet, "ctime": recent_ctime})) == {"quiet"}
+
+
+def test_a_racy_entry_in_the_database_is_still_not_trusted(cache: StatCache) -> None:
+    """The rule holds when reading too, whatever wrote the record."""
+    racy: StatKey = (2049, 1, 5, NOW, NOW)
+    cache.store("/data", {})  # makes the database
+    body = b'{"racy":[2049,1,5,%d,%d,"%s",%d]}' % (NOW, NOW, sha(b"r").encode(), NOW)
+    with sqlite3.connect(cache.path) as conn:
+        conn.execute("UPDATE trees SET body = ?, sha256 = ?", (body, hashlib.sha256(body).hexdigest()))
+    assert cache.lookup("/data", {"racy": racy}) == {}
+
+
+def test_a_just_written_file_is_hashed_again_next_time(tmp_path: Path, cache: StatCache) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "fresh").write_bytes(b"one")
+    hash_tree(data, cache=cache)
+    mtime = os.stat(data / "fresh").st_mtime_ns
+    (data / "fresh").write_bytes(b"two")  # within the same timestamp tick, as far as a coarse clock knows
+    os.utime(data / "fresh", ns=(mtime, mtime))
+    again = hash_tree(data, cache=cache)
+    assert again.stats.hashed_files == 1
+    assert again.files["fresh"].sha256 == sha(b"two")
+
+
+def test_a_file_that_changes_while_read_is_not_recorded(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "moving").write_bytes(b"12345")
+    original = hashing._hash_small
+
+    def changed_meanwhile(path: str, size: int) -> tuple[hashing.FileDigest, os.stat_result]:
+        digest, after = original(path, size)
+        fields = list(after)
+        fields[8] += 1  # st_mtime (whole seconds): the stat after reading is not the one before
+        return digest, os.stat_result(fields)
+
+    monkeypatch.setattr(hashing, "_hash_small", changed_meanwhile)
+    hash_tree(data, cache=cache)
+    monkeypatch.setattr(hashing, "_hash_small", original)
+    assert hash_tree(data, cache=cache).stats.hashed_files == 1
+
+
+# -- damage ----------------------------------------------------------------------------------------------
+def test_a_garbage_file_is_discarded_not_trusted(cache: StatCache) -> None:
+    cache.path.parent.mkdir(parents=True)
+    cache.path.write_bytes(b"\x00garbage, not SQLite" * 500)
+    assert cache.lookup("/data", {"a.txt": KEY}) == {}
+    assert cache.discarded
+    assert not cache.path.exists()
+    fresh = StatCache(cache.path)
+    assert fresh.store("/data", {"a.txt": entry(KEY, b"hello")})
+    assert fresh.lookup("/data", {"a.txt": KEY})["a.txt"][5] == sha(b"hello")
+
+
+def test_a_record_whose_bytes_changed_is_discarded(cache: StatCache) -> None:
+    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    cache.close()
+    with sqlite3.connect(cache.path) as conn:
+        (body,) = conn.execute("SELECT body FROM trees").fetchone()
+        conn.execute("UPDATE trees SET body = ?", (body.replace(sha(b"hello").encode(), sha(b"evil").encode()),))
+    again = StatCache(cache.path)
+    assert again.lookup("/data", {"a.txt": KEY}) == {}
+    assert again.discarded and not cache.path.exists()
+
+
+def test_a_truncated_database_is_discarded(cache: StatCache) -> None:
+    cache.store("/data", {f"{i}": entry((1, i, 5, OLD, OLD), b"x") for i in range(2000)})
+    cache.close()
+    data = cache.path.read_bytes()
+    cache.path.write_bytes(data[: len(data) // 2] + b"\xff" * 4096 + data[len(data) // 2 + 4096 :])
+    again = StatCache(cache.path)
+    found = again.lookup("/data", {"1": (1, 1, 5, OLD, OLD)})
+    assert found == {} or found["1"][5] == sha(b"x")  # never a wrong hash; usually discarded
+    assert again.discarded or found
+
+
+def test_another_programs_database_is_not_used(cache: StatCache) -> None:
+    cache.path.parent.mkdir(parents=True)
+    with sqlite3.connect(cache.path) as conn:
+        conn.execute("CREATE TABLE trees (path TEXT, body BLOB, sha256 TEXT, written_ns INTEGER)")
+    assert cache.lookup("/data", {"a.txt": KEY}) == {}
+    assert cache.discarded
+
+
+def test_a_busy_database_is_skipped_not_waited_on_forever(
+    cache: StatCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statcache, "BUSY_TIMEOUT_S", 0.05)
+    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    other = StatCache(cache.path)
+    blocker = sqlite3.connect(cache.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        assert other.lookup("/data", {"a.txt": KEY}) == {}
+        assert not other.store("/data", {})
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert not other.discarded and cache.path.exists()
+    assert other.lookup("/data", {"a.txt": KEY})
+
+
+def test_an_unwritable_cache_folder_means_no_cache(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    cache = StatCache(tmp_path / "file" / "stat.sqlite3")  # its folder cannot be made
+    assert cache.lookup("/data", {"a.txt": KEY}) == {}
+    assert not cache.store("/data", {"a.txt": entry(KEY, b"x")})
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------
+def _writer(path: str, writer: int, rounds: int) -> int:
+    cache = StatCache(Path(path))
+    written = 0
+    for round_ in range(rounds):
+        payload = f"{writer}-{round_}".encode()
+        entries = {f"f{i}": (1, i, 5, OLD, OLD, sha(payload), NOW) for i in range(300)}
+        written += cache.store("/shared", entries)
+        written += cache.store(f"/own-{writer}", entries)
+        found = cache.lookup("/shared", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
+        # a record is one writer's, whole: never a mix of two writers' entries
+        assert len({e[5] for e in found.values()}) <= 1, "a record mixed two writers"
+        assert len(found) in (0, 300)
+    cache.close()
+    return written
+
+
+def test_concurrent_writers_do_not_corrupt_the_cache(cache: StatCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "BUSY_TIMEOUT_S", 30.0)
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("fork")) as pool:
+        counts = list(pool.map(_writer, [str(cache.path)] * 3, range(3), [25] * 3))
+    assert sum(counts) == 3 * 25 * 2  # every write landed: writers queued, none gave up or discarded
+    check = StatCache(cache.path)
+    with sqlite3.connect(cache.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for writer in range(3):
+        own = check.lookup(f"/own-{writer}", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
+        assert len(own) == 300 and {e[5] for e in own.values()} == {sha(f"{writer}-24".encode())}
+    assert not check.discarded
+
+
+def test_threads_with_their_own_connections_share_the_cache(cache: StatCache) -> None:
+    """Also: the first runs race to make the database; none may take another's half-made file for damage."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(_writer, [str(cache.path)] * 4, range(4), [5] * 4))
+    assert sum(counts) == 4 * 5 * 2
+    check = StatCache(cache.path)
+    assert len(check.lookup("/own-3", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})) == 300
+    assert not check.discarded
+
+
+# -- switches ------------------------------------------------------------------------------------------------
+def test_the_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REPROPACK_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("REPROPACK_NO_CACHE", raising=False)
+    default = StatCache.default()
+    assert default is not None and default.path.is_relative_to(tmp_path)
+    monkeypatch.setenv("REPROPACK_NO_CACHE", "1")
+    assert StatCache.default() is None
+    monkeypatch.setenv("REPROPACK_NO_CACHE", "0")
+    assert StatCache.default() is not None
