@@ -52,6 +52,8 @@ def _entries(frozen: Frozen, dockerfile: str, wheels: dict[str, Path]) -> Iterat
         yield f"code/{code_file.path}", code_file.data, 0o755 if code_file.executable else 0o644
     if frozen.config is not None:
         yield f"config/{frozen.config.name}", frozen.config.data, 0o644
+    for ds in frozen.datasets.values():
+        yield f"datasets/{ds.name}.sha256sums", ds.index(), 0o644
 
 
 def write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out: IO[bytes]) -> None:

@@ -139,10 +139,14 @@ def hash_tree(
     return TreeHashes(files, HashStats(len(hashed), hashed_bytes, len(known), cached_bytes))
 
 
+def tree_lines(files: dict[str, FileDigest]) -> bytes:
+    """The canonical listing of a set of files: sorted 'sha256  size  path' lines (a dataset's index)."""
+    return "".join(f"{d.sha256}  {d.size}  {name}\n" for name, d in sorted(files.items())).encode()
+
+
 def tree_digest(files: dict[str, FileDigest]) -> str:
-    """One digest for a set of files: sha256 over sorted 'sha256  size  path' lines."""
-    lines = "".join(f"{d.sha256}  {d.size}  {name}\n" for name, d in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    """One digest for a set of files: the sha256 of their :func:`tree_lines`."""
+    return hashlib.sha256(tree_lines(files)).hexdigest()
 
 
 # -- the hashing itself ------------------------------------------------------------------------------------

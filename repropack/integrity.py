@@ -26,7 +26,8 @@ from typing import IO, Any
 
 from repropack import __version__
 from repropack.canonical import atomic_write
-from repropack.engine import Engine
+from repropack.engine import Engine, ImageFiles
+from repropack.freeze.data import INDEX_ROOT
 from repropack.freeze.lock import normalize
 from repropack.manifest import digest_of
 
@@ -83,8 +84,11 @@ def _sha256(content: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def expected_files(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Folder in the image -> {absolute file path: sha256} for everything the manifest pins."""
+def expected_files(manifest: dict[str, Any], indexes: dict[str, bytes]) -> dict[str, dict[str, str]]:
+    """Folder in the image -> {absolute file path: sha256} for everything the manifest pins.
+
+    ``indexes``: the datasets' index files as read from the image, by path; only those whose sha256 is
+    the manifest's are used (a tampered index is reported by :func:`file_check` as a changed file)."""
     layout = manifest["layout"]
     folders: dict[str, dict[str, str]] = {
         layout["code"]: {f"{layout['code']}/{p}": r["sha256"] for p, r in manifest["code"]["files"].items()},
@@ -92,16 +96,25 @@ def expected_files(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
     config = manifest.get("config")
     folders[layout["config"]] = {config["path"]: config["sha256"]} if config else {}
-    for dataset in manifest["datasets"].values():
-        if dataset["embed"]:
-            folders[dataset["mount"]] = {f"{dataset['mount']}/{p}": r["sha256"] for p, r in dataset["files"].items()}
+    datasets = manifest["datasets"]
+    if datasets:
+        folders[INDEX_ROOT] = {ds["index"]: ds["sha256"] for ds in datasets.values()}
+    for dataset in datasets.values():
+        index = indexes.get(dataset["index"])
+        if dataset["embed"] and index is not None and hashlib.sha256(index).hexdigest() == dataset["sha256"]:
+            entries = (line.split(None, 2) for line in index.decode().splitlines())
+            folders[dataset["mount"]] = {f"{dataset['mount']}/{path}": digest for digest, _size, path in entries}
     return folders
+
+
+def _read_indexes(files: ImageFiles) -> dict[str, bytes]:
+    return {path: content.read() for path, _member, content in files.walk(INDEX_ROOT) if content is not None}
 
 
 def file_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
     problems: list[str] = []
     with engine.files(image) as files:
-        for folder, expected in expected_files(manifest).items():
+        for folder, expected in expected_files(manifest, _read_indexes(files)).items():
             seen: set[str] = set()
             for path, member, content in files.walk(folder):
                 if member.isdir():

@@ -49,6 +49,7 @@ def render_dockerfile(frozen: Frozen) -> str:
             {"name": ds.name, "mount": ds.mount_point} for ds in frozen.datasets.values() if ds.embed
         ],
         has_config=frozen.config is not None,
+        datasets_index=bool(frozen.datasets),
         entrypoint=json.dumps(ENTRYPOINT),
         labels=[(key, _quote(value)) for key, value in image_labels(frozen).items()],
     )

@@ -54,7 +54,7 @@ def render_manifest_summary(manifest: dict[str, Any], image_id: str) -> str:
         lines.append(f"config      {manifest['config']['file']} (sha256:{manifest['config']['sha256'][:16]}...)")
     for name, ds in manifest["datasets"].items():
         where = "embedded" if ds["embed"] else "mounted"
-        lines.append(f"dataset     {name}: {len(ds['files'])} files, {where}, sha256:{ds['sha256'][:16]}...")
+        lines.append(f"dataset     {name}: {ds['files']} files, {where}, sha256:{ds['sha256'][:16]}...")
     for name, command in manifest["commands"].items():
         lines.append(f"command     {name}: {command}")
     for name, e in manifest["metrics"]["expected"].items():

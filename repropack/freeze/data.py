@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, HashStats, ProgressCallback, hash_tree, tree_digest
+from repropack.hashing import FileDigest, HashStats, ProgressCallback, hash_tree, tree_digest, tree_lines
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
     from repropack.statcache import StatCache
 
 DATA_ROOT = "/repro/data"
+INDEX_ROOT = "/repro/datasets"  # one index per dataset: its files' sha256 and size, pinned by its digest
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class FrozenDataset:
         if self.kind == "file":
             return f"{self.mount_point}/{self.source.name}"
         return self.mount_point
+
+    @property
+    def index_path(self) -> str:
+        """Where the image holds the dataset's index, whose sha256 is the dataset's sha256."""
+        return f"{INDEX_ROOT}/{self.name}.sha256sums"
+
+    def index(self) -> bytes:
+        return tree_lines(self.files)
 
     def host_root(self) -> Path:
         return self.source.parent if self.kind == "file" else self.source

@@ -107,12 +107,30 @@ def list_files(root: str) -> list[str]:
     return sorted(found)
 
 
+def read_index(name: str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The dataset's index (relative path -> sha256 and size), checked against the manifest's digest."""
+    try:
+        with open(record["index"], "rb") as handle:
+            data = handle.read()
+    except OSError:
+        raise Stop(1, f"The image's index of dataset '{name}' ({record['index']}) is missing: the image was "
+                      "modified; do not trust its results.") from None
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise Stop(1, f"The image's index of dataset '{name}' ({record['index']}) does not match its manifest: "
+                      "the image was modified; do not trust its results.")
+    files: dict[str, dict[str, Any]] = {}
+    for line in data.decode().splitlines():
+        digest, size, path = line.split(None, 2)
+        files[path] = {"sha256": digest, "size": int(size)}
+    return files
+
+
 def check_dataset(name: str, record: dict[str, Any]) -> str | None:
     """None when the dataset's files are exactly the manifest's; else what differs."""
     mount = record["mount"]
+    expected = read_index(name, record)
     if not os.path.isdir(mount):
         return f"'{name}' is not there ({mount} is missing)"
-    expected = record["files"]
     present = set(list_files(mount))
     if record["kind"] == "file":  # a mounted single file may sit beside unrelated files
         present &= set(expected)

@@ -87,6 +87,7 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
         "code/requirements.lock",
         "code/train.py",
         "config/config.json",
+        "datasets/points.sha256sums",
     }
 
 

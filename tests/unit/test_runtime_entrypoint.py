@@ -135,11 +135,15 @@ def mounted(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     for rel, data in files.items():
         (mount / rel).parent.mkdir(parents=True, exist_ok=True)
         (mount / rel).write_bytes(data)
-    record = {
-        "mount": str(mount), "kind": "directory", "embed": False,
-        "files": {rel: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for rel, data in files.items()},
-    }
+    record = {"mount": str(mount), "kind": "directory", "embed": False, **indexed(tmp_path / "d.idx", files)}
     return mount, record
+
+
+def indexed(path: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    """Write a dataset index (sorted 'sha256  size  path' lines) and the manifest fields that pin it."""
+    lines = "".join(f"{hashlib.sha256(data).hexdigest()}  {len(data)}  {rel}\n" for rel, data in sorted(files.items()))
+    path.write_text(lines)
+    return {"index": str(path), "sha256": hashlib.sha256(lines.encode()).hexdigest(), "files": len(files)}
 
 
 def test_check_dataset_accepts_matching_files(mounted: tuple[Path, dict[str, Any]]) -> None:
@@ -163,10 +167,18 @@ def test_check_dataset_missing_mount(tmp_path: Path, mounted: tuple[Path, dict[s
 
 def test_check_dataset_file_kind_ignores_neighbours(mounted: tuple[Path, dict[str, Any]]) -> None:
     mount, record = mounted
-    single = {**record, "kind": "file", "files": {"a.csv": record["files"]["a.csv"]}}
+    single = {**record, "kind": "file", **indexed(mount.parent / "single.idx", {"a.csv": b"a\n"})}
     assert ep.check_dataset("d", single) is None  # sub/b.csv sits beside it: fine for a single-file dataset
     (mount / "a.csv").write_bytes(b"changed\n")
     assert ep.check_dataset("d", single) == "'d' differs from the manifest (changed: a.csv)"
+
+
+def test_a_tampered_or_missing_index_is_code_1(mounted: tuple[Path, dict[str, Any]]) -> None:
+    _mount, record = mounted
+    Path(record["index"]).write_text(Path(record["index"]).read_text().replace("a.csv", "z.csv"))
+    assert stop(lambda: ep.check_dataset("d", record)).code == 1
+    Path(record["index"]).unlink()
+    assert "is missing" in stop(lambda: ep.check_dataset("d", record)).message
 
 
 def test_check_datasets_embedded_mismatch_is_code_1_mounted_is_code_2(mounted: tuple[Path, dict[str, Any]]) -> None:
