@@ -205,12 +205,12 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
     """The exact context `repropack build` sends: its size, and its bytes per top-level folder."""
     import tempfile
 
-    from repropack.context import write_context
+    from repropack.context import write_environment_context, write_image_context
     from repropack.engine import Engine
     from repropack.errors import EnvironmentProblem
     from repropack.freeze import freeze
     from repropack.freeze.wheels import ensure_wheels
-    from repropack.render import render_dockerfile
+    from repropack.render import render_dockerfile, render_environment
     from repropack.spec import load_spec
 
     loaded = load_spec(spec)
@@ -220,13 +220,22 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
         engine = None
     with tempfile.TemporaryDirectory(prefix=PREFIX) as scratch:
         frozen = freeze(loaded, allow_dirty=False, engine=engine, lock_missing_to=Path(scratch) / "x.lock")
-        with tempfile.TemporaryFile(dir=scratch) as out:
-            write_context(frozen, render_dockerfile(frozen), ensure_wheels(frozen.lock), out)
-            total = out.tell()
-            out.seek(0)
-            parts: dict[str, int] = {}
-            with tarfile.open(fileobj=out, mode="r|") as archive:
-                for member in archive:
-                    top = member.name.split("/", 1)[0]
-                    parts[top] = parts.get(top, 0) + member.size
+        total = 0
+        parts: dict[str, int] = {}
+        # Each build sends the image's context; the environment's (lock and wheels) is sent once per lock.
+        for kind in ("image", "environment"):
+            with tempfile.TemporaryFile(dir=scratch) as out:
+                if kind == "image":
+                    write_image_context(frozen, render_dockerfile(frozen), out)
+                else:
+                    lockfile = frozen.lock.path.read_bytes()
+                    write_environment_context(render_environment(frozen), lockfile, ensure_wheels(frozen.lock), out)
+                if kind == "image":
+                    total = out.tell()
+                out.seek(0)
+                with tarfile.open(fileobj=out, mode="r|") as archive:
+                    for member in archive:
+                        top = member.name.split("/", 1)[0]
+                        key = top if kind == "image" else f"once per lock: {top}"
+                        parts[key] = parts.get(key, 0) + member.size
     return total, parts

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repropack.canonical import atomic_write
+from repropack.context import write_environment_context, write_image_context
 from repropack.engine import Engine
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.freeze import Frozen, freeze
@@ -70,8 +71,6 @@ def build_image(
     allowed_secrets: frozenset[str] = frozenset(),
 ) -> BuildResult:
     """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets."""
-    from repropack.context import write_context
-    from repropack.freeze.wheels import ensure_wheels
     from repropack.render import render_dockerfile
 
     spec = load_spec(spec_path)
@@ -93,17 +92,37 @@ def build_image(
     if frozen.lock_created:
         on_note(f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
                 "commit it with the experiment")
-    wheels = ensure_wheels(frozen.lock)
+    ensure_environment(engine, frozen, on_line)
     dockerfile = render_dockerfile(frozen)
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryFile(prefix="repropack-context-") as context:
-        write_context(frozen, dockerfile, wheels, context)
+        write_image_context(frozen, dockerfile, context)
         context.seek(0)
         image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
     final_tag = tag or default_tag(frozen)
     engine.tag(image_id, final_tag)
     return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created,
                        frozen.hash_stats)
+
+
+def ensure_environment(engine: Engine, frozen: Frozen, on_line: Callable[[str], None]) -> str:
+    """The image holding the locked environment, built (and tagged, once complete) when missing.
+
+    It is keyed by a digest of the lockfile, the base and the recipe, so a code edit reuses it and the
+    wheels are neither downloaded nor sent to the engine again."""
+    from repropack.freeze.wheels import ensure_wheels
+    from repropack.render import environment_tag, render_environment
+
+    tag = environment_tag(frozen)
+    if engine.image_id(tag) is not None:
+        return tag
+    wheels = ensure_wheels(frozen.lock)
+    with tempfile.TemporaryFile(prefix="repropack-environment-") as context:
+        write_environment_context(render_environment(frozen), frozen.lock.path.read_bytes(), wheels, context)
+        context.seek(0)
+        image_id = engine.build(context, {"io.repropack.environment.lock": f"sha256:{frozen.lock.sha256}"}, on_line)
+    engine.tag(image_id, tag)
+    return tag
 
 
 def freeze_to(
@@ -114,7 +133,7 @@ def freeze_to(
 
     Nothing is written outside ``output``, and nothing at all unless every step succeeded.
     """
-    from repropack.render import render_dockerfile
+    from repropack.render import render_dockerfile, render_environment
 
     spec = load_spec(spec_path)
     if output.exists() and not output.is_dir():
@@ -129,7 +148,7 @@ def freeze_to(
                         on_progress=on_progress,
                     allowed_secrets=allowed_secrets)
         dockerfile = render_dockerfile(frozen)
-        written = ["Dockerfile", "manifest.json"]
+        written = ["Dockerfile", "environment.Dockerfile", "manifest.json"]
         if frozen.lock_created:
             output.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(scratch_lock, output / f".{scratch_lock.name}.tmp")
@@ -137,5 +156,6 @@ def freeze_to(
             written.append(scratch_lock.name)
         atomic_write(output / "manifest.json", frozen.manifest_bytes)
         atomic_write(output / "Dockerfile", dockerfile.encode())
+        atomic_write(output / "environment.Dockerfile", render_environment(frozen).encode())
     return FreezeResult(output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None,
                         frozen.hash_stats)

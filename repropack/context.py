@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -36,12 +36,21 @@ def _folder(name: str) -> tarfile.TarInfo:
     return info
 
 
-def _entries(frozen: Frozen, dockerfile: str, wheels: dict[str, Path]) -> Iterator[tuple[str, bytes | Path, int]]:
+Entry = tuple[str, bytes | Path, int]  # name in the context, content (bytes, or a file to copy), mode
+
+
+def environment_entries(dockerfile: str, lockfile: bytes, wheels: dict[str, Path]) -> Iterator[Entry]:
+    """The environment image's context: its Dockerfile, the lockfile and the locked wheels."""
     yield "Dockerfile", dockerfile.encode(), 0o644
-    yield "manifest.json", frozen.manifest_bytes, 0o644
-    yield "requirements.lock", frozen.lock.path.read_bytes(), 0o644
+    yield "requirements.lock", lockfile, 0o644
     for path in sorted(wheels.values(), key=lambda p: p.name):
         yield f"wheels/{path.name}", path, 0o644
+
+
+def image_entries(frozen: Frozen, dockerfile: str) -> Iterator[Entry]:
+    """The experiment image's context: runtime, data, code, config, dataset indexes and manifest."""
+    yield "Dockerfile", dockerfile.encode(), 0o644
+    yield "manifest.json", frozen.manifest_bytes, 0o644
     for name, data in sorted(runtime_sources().items()):
         yield f"runtime/{name}", data, 0o644
     for ds in frozen.datasets.values():
@@ -56,36 +65,45 @@ def _entries(frozen: Frozen, dockerfile: str, wheels: dict[str, Path]) -> Iterat
         yield f"datasets/{ds.name}.sha256sums", ds.index(), 0o644
 
 
-def write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out: IO[bytes]) -> None:
-    """Write the context tarball to ``out``; running out of disk space is a clear environment error."""
+def write_image_context(frozen: Frozen, dockerfile: str, out: IO[bytes]) -> None:
+    """The experiment image's context. Embedded data is hashed again as it is copied: a file that
+    changed after it was frozen is refused rather than shipped under its old hash."""
+    expected = {
+        f"data/{ds.name}/{rel}": d.sha256 for ds in frozen.datasets.values() if ds.embed for rel, d in ds.files.items()
+    }
+    write_context(image_entries(frozen, dockerfile), out, expected=expected)
+
+
+def write_environment_context(dockerfile: str, lockfile: bytes, wheels: dict[str, Path], out: IO[bytes]) -> None:
+    # the wheels folder is there even when the lock pins nothing: the Dockerfile copies it
+    write_context(environment_entries(dockerfile, lockfile, wheels), out, folders=("wheels",))
+
+
+def write_context(
+    entries: Iterable[Entry], out: IO[bytes], *, expected: dict[str, str] | None = None, folders: tuple[str, ...] = ()
+) -> None:
+    """Write a context tarball to ``out``; running out of disk space is a clear environment error.
+
+    ``expected``: sha256 of files that must not have changed since they were hashed."""
+    listed = sorted(entries, key=lambda e: e[0])
     try:
-        _write_context(frozen, dockerfile, wheels, out)
+        _write(listed, out, expected or {}, folders)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            size = sum(len(c) if isinstance(c, bytes) else c.stat().st_size for _, c, _ in listed)
             raise EnvironmentProblem(
-                "No space left on the disk while staging the build context (the image's files: "
-                f"{_context_size(frozen, wheels) / 2**20:.0f} MiB or more).",
+                f"No space left on the disk while staging the build context ({size / 2**20:.0f} MiB).",
                 hint="Free some space, or point TMPDIR at a disk with room, and build again.",
             ) from None
         raise
 
 
-def _context_size(frozen: Frozen, wheels: dict[str, Path]) -> int:
-    data = sum(d.size for ds in frozen.datasets.values() if ds.embed for d in ds.files.values())
-    return data + sum(path.stat().st_size for path in wheels.values())
-
-
-def _write_context(frozen: Frozen, dockerfile: str, wheels: dict[str, Path], out: IO[bytes]) -> None:
-    """Write the context tarball to ``out``. Embedded data is hashed again as it is copied: a file that
-    changed after it was frozen is refused rather than shipped under its old hash."""
-    expected = {
-        f"data/{ds.name}/{rel}": d.sha256 for ds in frozen.datasets.values() if ds.embed for rel, d in ds.files.items()
-    }
+def _write(entries: list[Entry], out: IO[bytes], expected: dict[str, str], empty_folders: tuple[str, ...]) -> None:
     folders: set[str] = set()
-    entries = sorted(_entries(frozen, dockerfile, wheels), key=lambda e: e[0])
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-        archive.addfile(_folder("wheels"))  # present even when the lock pins nothing: the Dockerfile copies it
-        folders.add("wheels")
+        for folder in empty_folders:
+            archive.addfile(_folder(folder))
+            folders.add(folder)
         for name, content, mode in entries:
             parts = name.split("/")
             for depth in range(1, len(parts)):

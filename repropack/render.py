@@ -5,16 +5,20 @@ The template only formats; every value is computed here. Same manifest => byte-i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 
 import jinja2
 
 from repropack import __version__
+from repropack.canonical import sha256_hex
 from repropack.freeze import Frozen
 from repropack.manifest import ENTRYPOINT, SCHEMA
 
 LABEL_PREFIX = "io.repropack"
+ENVIRONMENT_TEMPLATE = "environment.Dockerfile.j2"
+ENVIRONMENT_REPOSITORY = "repropack/env"
 
 
 def image_labels(frozen: Frozen) -> dict[str, str]:
@@ -36,12 +40,36 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def render_dockerfile(frozen: Frozen) -> str:
-    source = resources.files("repropack.templates").joinpath("Dockerfile.j2").read_text()
+def _template(name: str) -> jinja2.Template:
+    source = resources.files("repropack.templates").joinpath(name).read_text()
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    template = env.from_string(source)
-    return template.render(
+    return env.from_string(source)
+
+
+def environment_tag(frozen: Frozen) -> str:
+    """The local tag of the image holding the locked environment: a digest of everything it is made of
+    (lockfile, base, setup, and how it is built), so equal inputs share one environment image."""
+    recipe = resources.files("repropack.templates").joinpath(ENVIRONMENT_TEMPLATE).read_bytes()
+    digest = hashlib.sha256(
+        "\n".join([frozen.lock.sha256, frozen.base.from_line, *frozen.base.setup, sha256_hex(recipe)]).encode()
+    ).hexdigest()
+    return f"{ENVIRONMENT_REPOSITORY}:{digest[:32]}"
+
+
+def render_environment(frozen: Frozen) -> str:
+    return _template(ENVIRONMENT_TEMPLATE).render(
         version=__version__,
+        lock_sha256=frozen.lock.sha256,
+        base_from=frozen.base.from_line,
+        setup=list(frozen.base.setup),
+        tag=environment_tag(frozen),
+    )
+
+
+def render_dockerfile(frozen: Frozen) -> str:
+    return _template("Dockerfile.j2").render(
+        version=__version__,
+        environment=environment_tag(frozen),
         digest=frozen.digest,
         base_from=frozen.base.from_line,
         setup=list(frozen.base.setup),

@@ -262,7 +262,8 @@ def test_the_unedited_spec_freezes(prepare: Callable[[Case], Experiment], run_cl
     experiment = prepare(Case("valid", (), spec=SPEC))
     result = run_cli("freeze", str(experiment.spec_path), "--output", str(world / "out"))
     assert result.code == 0, result
-    assert sorted(p.name for p in (world / "out").iterdir()) == ["Dockerfile", "manifest.json"]
+    written = sorted(p.name for p in (world / "out").iterdir())
+    assert written == ["Dockerfile", "environment.Dockerfile", "manifest.json"]
     assert list((world / "tmp").iterdir()) == []  # no scratch left behind
 
 

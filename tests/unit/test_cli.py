@@ -119,7 +119,7 @@ def test_freeze_writes_exactly_dockerfile_and_manifest(experiment: Experiment, r
     result = run_cli("freeze", experiment.spec_path, "--output", first)
     assert result.code == 0, result
     assert "no Docker engine reachable" in result.err
-    assert sorted(p.name for p in first.iterdir()) == ["Dockerfile", "manifest.json"]
+    assert sorted(p.name for p in first.iterdir()) == ["Dockerfile", "environment.Dockerfile", "manifest.json"]
     assert run_cli("freeze", experiment.spec_path, "--output", second).code == 0
     for name in ("Dockerfile", "manifest.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes()
@@ -132,7 +132,7 @@ def test_freeze_json(experiment: Experiment, run_cli: RunCli) -> None:
     result = run_cli("freeze", experiment.spec_path, "--output", out, "--json")
     assert result.code == 0
     report = json.loads(result.out)
-    assert report["files"] == ["Dockerfile", "manifest.json"]
+    assert report["files"] == ["Dockerfile", "environment.Dockerfile", "manifest.json"]
     assert report["manifest_digest"] == json.loads((out / "manifest.json").read_bytes())["sha256"]
 
 

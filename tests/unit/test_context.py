@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from unit_factories import Experiment, MakeExperiment
 
-from repropack.context import EPOCH, write_context
+from repropack.context import EPOCH, write_environment_context, write_image_context
 from repropack.errors import BadInput
-from repropack.render import render_dockerfile
+from repropack.render import render_dockerfile, render_environment
 from repropack.runtime_files import runtime_sources
 
 Freeze = Callable[..., Any]
@@ -37,9 +37,13 @@ def make_wheels(tmp_path: Path) -> Callable[..., dict[str, Path]]:
     return make
 
 
-def context_bytes(frozen: Any, wheels: dict[str, Path]) -> bytes:
+def context_bytes(frozen: Any, wheels: dict[str, Path] | None = None) -> bytes:
+    """The image's context; with ``wheels``, the environment image's context instead."""
     out = io.BytesIO()
-    write_context(frozen, render_dockerfile(frozen), wheels, out)
+    if wheels is None:
+        write_image_context(frozen, render_dockerfile(frozen), out)
+    else:
+        write_environment_context(render_environment(frozen), frozen.lock.path.read_bytes(), wheels, out)
     return out.getvalue()
 
 
@@ -62,6 +66,7 @@ def test_context_is_deterministic(
     frozen = freeze_experiment(make_experiment(where="one"))
     first = context_bytes(frozen, wheels)
     assert context_bytes(frozen, wheels) == first
+    assert context_bytes(frozen) == context_bytes(frozen)
     elsewhere = freeze_experiment(make_experiment(where="two"))  # same content, another folder
     assert context_bytes(elsewhere, wheels) == first
 
@@ -72,12 +77,12 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
     experiment.write("untracked.py", "not committed\n")
     wheels = make_wheels(numpy=b"np", scipy=b"sp")
     files = {name for name, m in members(context_bytes(freeze_experiment(experiment), wheels)).items() if m.isfile()}
+    assert files == {"Dockerfile", "requirements.lock", "wheels/numpy-1.0-py3-none-any.whl",
+                     "wheels/scipy-1.0-py3-none-any.whl"}  # the environment's context: built once per lock
+    files = {name for name, m in members(context_bytes(freeze_experiment(experiment))).items() if m.isfile()}
     assert files == {
         "Dockerfile",
         "manifest.json",
-        "requirements.lock",
-        "wheels/numpy-1.0-py3-none-any.whl",
-        "wheels/scipy-1.0-py3-none-any.whl",
         "runtime/entrypoint.py",
         "runtime/hooks/sitecustomize.py",
         "data/points/points.csv",
@@ -94,7 +99,7 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
 def test_context_never_holds_git_metadata(
     experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
 ) -> None:
-    names = members(context_bytes(freeze_experiment(experiment), make_wheels(numpy=b"np")))
+    names = members(context_bytes(freeze_experiment(experiment)))
     assert not any(".git" in name.split("/") for name in names)
     assert not any(name.startswith("/") or ".." in name.split("/") for name in names)
 
@@ -105,7 +110,7 @@ def test_context_entries_are_root_owned_with_fixed_times_and_modes(
     script = experiment.write("run.sh", "#!/bin/sh\n")
     os.chmod(script, 0o755)
     experiment.commit("script")
-    entries = members(context_bytes(freeze_experiment(experiment), make_wheels(numpy=b"np")))
+    entries = members(context_bytes(freeze_experiment(experiment)))
     for info in entries.values():
         assert (info.uid, info.gid, info.uname, info.gname, info.mtime) == (0, 0, "", "", EPOCH)
         assert info.mode == (0o755 if info.isdir() or info.name == "code/run.sh" else 0o644), info.name
@@ -116,11 +121,13 @@ def test_context_contents(
     experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
 ) -> None:
     frozen = freeze_experiment(experiment)
-    data = context_bytes(frozen, make_wheels(numpy=b"the wheel"))
+    environment = context_bytes(frozen, make_wheels(numpy=b"the wheel"))
+    assert read_member(environment, "Dockerfile") == render_environment(frozen).encode()
+    assert read_member(environment, "requirements.lock") == experiment.lockfile.read_bytes()
+    assert read_member(environment, "wheels/numpy-1.0-py3-none-any.whl") == b"the wheel"
+    data = context_bytes(frozen)
     assert read_member(data, "manifest.json") == frozen.manifest_bytes
     assert read_member(data, "Dockerfile") == render_dockerfile(frozen).encode()
-    assert read_member(data, "requirements.lock") == experiment.lockfile.read_bytes()
-    assert read_member(data, "wheels/numpy-1.0-py3-none-any.whl") == b"the wheel"
     assert read_member(data, "data/points/points.csv") == (experiment.folder / "data" / "points.csv").read_bytes()
     assert read_member(data, "runtime/entrypoint.py") == runtime_sources()["entrypoint.py"]
 
@@ -130,7 +137,7 @@ def test_committed_code_ships_not_the_working_tree(
 ) -> None:
     frozen = freeze_experiment(experiment)
     experiment.write("train.py", "print('edited after freezing')\n")
-    data = context_bytes(frozen, make_wheels(numpy=b"np"))
+    data = context_bytes(frozen)
     assert read_member(data, "code/train.py") == b"print('accuracy: 0.9')\n"
 
 
@@ -140,7 +147,7 @@ def test_mounted_datasets_are_not_in_the_context(
     experiment = make_experiment(
         datasets={"points": {"path": "data/points.csv", "embed": False}},
     )
-    names = members(context_bytes(freeze_experiment(experiment), make_wheels(numpy=b"np")))
+    names = members(context_bytes(freeze_experiment(experiment)))
     assert not any(name.startswith("data/") for name in names)
 
 
@@ -156,7 +163,7 @@ def test_a_dataset_changed_after_freezing_is_refused(
     frozen = freeze_experiment(experiment)
     (experiment.folder / "data" / "points.csv").write_bytes(new_content)
     with pytest.raises(BadInput, match=r"points/points\.csv changed after it was hashed") as caught:
-        context_bytes(frozen, make_wheels(numpy=b"np"))
+        context_bytes(frozen)
     assert caught.value.exit_code == 2
 
 

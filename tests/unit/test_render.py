@@ -10,7 +10,7 @@ from unit_factories import REMOVE, Experiment, MakeExperiment
 
 from repropack import __version__
 from repropack.manifest import SCHEMA
-from repropack.render import image_labels, render_dockerfile
+from repropack.render import environment_tag, image_labels, render_dockerfile, render_environment
 
 Freeze = Callable[..., Any]
 
@@ -37,7 +37,11 @@ def test_dockerfile_names_the_manifest_and_base(experiment: Experiment, freeze_e
     dockerfile = render_dockerfile(frozen)
     assert frozen.digest in dockerfile.splitlines()[0]
     assert re.search(r"^FROM repropack/base:debian-bookworm\b", dockerfile, re.MULTILINE)
-    assert "--require-hashes" in dockerfile and "--no-index" in dockerfile
+    environment = render_environment(frozen)
+    assert re.search(r"^FROM repropack/base:debian-bookworm\b", environment, re.MULTILINE)
+    assert "--require-hashes" in environment and "--no-index" in environment
+    assert f"COPY --from={environment_tag(frozen)} /repro/venv /repro/venv" in dockerfile
+    assert "pip" not in dockerfile.replace("pip, cache", "")  # the image itself runs no installer
     assert "{{" not in dockerfile and "{%" not in dockerfile
 
 
@@ -67,7 +71,7 @@ def test_source_label_when_the_code_has_a_remote(make_experiment: MakeExperiment
 def test_layers_data_then_code_then_config_then_manifest(experiment: Experiment, freeze_experiment: Freeze) -> None:
     dockerfile = render_dockerfile(freeze_experiment(experiment))
     order = [
-        copy_index(dockerfile, "requirements.lock"),
+        next(i for i, line in enumerate(dockerfile.splitlines()) if line.startswith("COPY --from=")),
         copy_index(dockerfile, "data/points/"),
         copy_index(dockerfile, "code/"),
         copy_index(dockerfile, "config/"),
