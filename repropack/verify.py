@@ -88,7 +88,9 @@ def verify_target(
         cache = IntegrityCache.default() if options.cache else None
         checks += image_checks(engine, loaded.image_id, manifest, cache=cache)
     report: dict[str, Any] = {
-        "target": target, "image": resolved.image, "reference": resolved.reference, "image_id": loaded.image_id,
+        # a paper manifest is named by its file name: reports hold no host paths
+        "target": Path(target).name if resolved.paper is not None else target,
+        "image": resolved.image, "reference": resolved.reference, "image_id": loaded.image_id,
         "manifest_digest": loaded.digest, "integrity": {c.name: c.as_dict() for c in checks},
         "metrics": {}, "reproduced": False,
     }

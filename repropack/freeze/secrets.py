@@ -6,8 +6,8 @@ through only by naming it explicitly (``--allow-secret PATH``): a blanket switch
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-from pathlib import PurePosixPath
+import re
+from fnmatch import translate
 
 from repropack.errors import BadInput
 
@@ -23,14 +23,18 @@ SECRET_FILES = (
 )
 
 
+# One regular expression for all file patterns: a dataset can hold hundreds of thousands of names.
+_SECRET_FOLDER = re.compile("(?:^|/)(?:" + "|".join(re.escape(folder) for folder in SECRET_FOLDERS) + ")/")
+_SECRET_NAME = re.compile("|".join(f"(?:{translate(pattern)})" for pattern in SECRET_FILES))
+
+
 def is_secret(path: str) -> bool:
     """Whether a relative POSIX path names a file that looks like a credential."""
-    pure = PurePosixPath(path.lower())
-    folders = pure.parts[:-1]
-    joined = "/".join(folders)
-    if any(folder in folders or f"/{folder}/" in f"/{joined}/" for folder in SECRET_FOLDERS):
+    lowered = path.lower()
+    folders, _, name = lowered.rpartition("/")
+    if folders and _SECRET_FOLDER.search(folders + "/"):
         return True
-    return any(fnmatch(pure.name, pattern) for pattern in SECRET_FILES)
+    return _SECRET_NAME.match(name) is not None
 
 
 def refuse_secrets(where: str, paths: list[str], allowed: frozenset[str]) -> None:
