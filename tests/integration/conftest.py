@@ -6,6 +6,7 @@ skip) without it, so a green run always means the real engine was exercised.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,39 +74,49 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real registry (Debian's docker-registry) on loopback, which Docker allows over plain HTTP."""
+@contextlib.contextmanager
+def running_registry(folder: Path, *, read_only: bool = False) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on loopback, which Docker allows over plain HTTP.
+
+    ``read_only``: the registry's maintenance mode, in which it refuses every push."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("integration tests need Debian's docker-registry package; run 'bash .ci/run' as root")
-    folder = tmp_path_factory.mktemp("registry")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    maintenance = "maintenance: {readonly: {enabled: true}}" if read_only else "delete: {enabled: true}"
     (folder / "config.yml").write_text(textwrap.dedent(f"""\
         version: 0.1
         log: {{level: warn}}
         storage:
           filesystem: {{rootdirectory: {folder / "data"}}}
-          delete: {{enabled: true}}
+          {maintenance}
         http: {{addr: "127.0.0.1:{port}"}}
         """))
-    process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
-                               stderr=open(folder / "log", "w"))  # noqa: SIM115 - closed with the process
+    with open(folder / "log", "w") as log:
+        process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
+                                   stderr=log)
     address = f"127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"docker-registry did not start: {(folder / 'log').read_text()[-500:]}")
-    yield address
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"docker-registry did not start: {(folder / 'log').read_text()[-500:]}")
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import docker
 import pytest
 
 from repropack.manifest import seal
-from tests.integration.conftest import Experiment, repropack
+from tests.integration.conftest import Experiment, repropack, running_registry
 
 pytestmark = pytest.mark.docker
 
@@ -219,41 +219,10 @@ def test_a_registry_that_refuses_the_push_is_an_environment_error(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     """A real registry in read-only (maintenance) mode answers every push with an error."""
-    import shutil
-    import socket
-    import subprocess
-    import textwrap
-    import time
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (tmp_path / "config.yml").write_text(textwrap.dedent(f"""\
-        version: 0.1
-        log: {{level: warn}}
-        storage:
-          filesystem: {{rootdirectory: {tmp_path / "data"}}}
-          maintenance: {{readonly: {{enabled: true}}}}
-        http: {{addr: "127.0.0.1:{port}"}}
-        """))
-    binary = shutil.which("docker-registry")
-    assert binary is not None
-    process = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        experiment = make_experiment(name="refused")
-        built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("refused"))
-        pushed = repropack("publish", str(built.json()["tag"]), f"127.0.0.1:{port}/lab/tiny:v1", "--json")
-        assert pushed.code == 3, pushed.stdout + pushed.stderr
-        assert "Pushing" in pushed.stderr and "Traceback" not in pushed.stderr
-        assert pushed.stdout == ""  # no reference is claimed for a push that did not complete
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    experiment = make_experiment(name="refused")
+    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("refused"))
+    with running_registry(tmp_path, read_only=True) as address:
+        pushed = repropack("publish", str(built.json()["tag"]), f"{address}/lab/tiny:v1", "--json")
+    assert pushed.code == 3, pushed.stdout + pushed.stderr
+    assert "Pushing" in pushed.stderr and "Traceback" not in pushed.stderr
+    assert pushed.stdout == ""  # no reference is claimed for a push that did not complete
