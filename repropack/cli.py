@@ -243,8 +243,7 @@ def run(
     )
     engine = Engine.connect()
     outcome = run_image(engine, load_image_manifest(engine, image), request, output, print)
-    _say(f"results in {output}/: metrics.json, run.json")
-    del outcome
+    _say(f"'{outcome.command}' finished; results in {output}/ (metrics.json, run.json)")
 
 
 def _seeds(value: str | None) -> tuple[int, ...]:
