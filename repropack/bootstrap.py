@@ -24,6 +24,7 @@ from contextlib import suppress
 from importlib.resources import files
 from pathlib import Path
 
+from repropack.canonical import atomic_file
 from repropack.errors import BadInput, EnvironmentProblem
 
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -313,27 +314,16 @@ def _sorted_tree(folder: str, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 def _write_tar_atomically(root: Path, dest: Path, epoch: int) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for path, arcname in _sorted_tree(str(root)):
-                    info = tar.gettarinfo(path, arcname)
-                    if info is None:  # a socket: tar cannot hold one, and an image does not need one
-                        continue
-                    # Numeric owners only: names would be looked up in the host's passwd, not the image's.
-                    info.uname = info.gname = ""
-                    info.mtime = min(int(info.mtime), epoch)
-                    if info.isreg():
-                        with open(path, "rb") as content:
-                            tar.addfile(info, content)
-                    else:
-                        tar.addfile(info)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, dest)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_file(dest) as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, arcname in _sorted_tree(str(root)):
+            info = tar.gettarinfo(path, arcname)
+            if info is None:  # a socket: tar cannot hold one, and an image does not need one
+                continue
+            # Numeric owners only: names would be looked up in the host's passwd, not the image's.
+            info.uname = info.gname = ""
+            info.mtime = min(int(info.mtime), epoch)
+            if info.isreg():
+                with open(path, "rb") as content:
+                    tar.addfile(info, content)
+            else:
+                tar.addfile(info)

@@ -174,20 +174,13 @@ class Engine:
             self.client.api.remove_image(reference, force=True)
 
     def read_file(self, image: str, path: str) -> bytes:
-        """One file's bytes from an image, without running it (a created, never started container)."""
-        with engine_errors(f"Reading {path} from {image}"):
-            container = self.client.api.create_container(image, command=["true"], entrypoint=[])
-            try:
-                stream, _ = self.client.api.get_archive(container["Id"], path)
-                data = b"".join(stream)
-            finally:
-                self.client.api.remove_container(container["Id"], force=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            member = archive.next()
-            extracted = archive.extractfile(member) if member is not None else None
-            if extracted is None:
-                raise EnvironmentProblem(f"{path} in {image} is not a regular file.")
-            return extracted.read()
+        """One file's bytes from an image, without running it (see :meth:`files`)."""
+        with self.files(image) as files:
+            for _name, _member, content in files.walk(path):
+                if content is None:
+                    break
+                return content.read()
+        raise EnvironmentProblem(f"{path} in {image} is missing or not a regular file.")
 
     @contextlib.contextmanager
     def files(self, image: str) -> Iterator[ImageFiles]:

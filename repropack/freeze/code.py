@@ -121,30 +121,22 @@ def _tree(root: Path, commit: str, prefix: str) -> dict[str, bool]:
     args = ["ls-tree", "-r", "-z", "--full-tree", commit]
     if prefix:
         args += ["--", prefix]
-    entries: dict[str, bool] = {}
-    for record in git(root, *args).split(b"\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition(b"\t")
-        mode, kind, _obj = meta.decode().split(" ")
-        if kind != "blob" or mode == "120000":
-            continue
-        rel = path.decode()
-        if prefix:
-            rel = PurePosixPath(rel).relative_to(prefix).as_posix()
-        entries[rel] = mode == "100755"
-    return dict(sorted(entries.items()))
+    return _files(git(root, *args), prefix)  # records: "MODE blob OBJECT\tPATH"
 
 
 def _index(root: Path, prefix: str) -> dict[str, bool]:
     """Files git tracks now under ``prefix``: relative path -> executable. Symlinks and submodules skip."""
+    return _files(git(root, "ls-files", "-s", "-z", "--", f":(literal){prefix or '.'}"), prefix)
+
+
+def _files(listing: bytes, prefix: str) -> dict[str, bool]:
+    """Regular files of a NUL-separated git listing whose records start with the mode ("MODE ...\tPATH"),
+    as path relative to ``prefix`` -> executable."""
     entries: dict[str, bool] = {}
-    for record in git(root, "ls-files", "-s", "-z", "--", f":(literal){prefix or '.'}").split(b"\0"):
-        if not record:
-            continue
+    for record in listing.split(b"\0"):
         meta, _, path = record.partition(b"\t")
         mode = meta.decode().split(" ")[0]
-        if mode not in ("100644", "100755"):
+        if not record or mode not in ("100644", "100755"):
             continue
         rel = path.decode()
         if prefix:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,8 @@ from bad_input_cases import (
     USAGE_CASES,
     Case,
 )
-from unit_factories import Experiment, MakeExperiment, git
+from unit_factories import Experiment, MakeExperiment, Result, RunCli, cli_runner, git
 
-from repropack import cli
 from repropack.engine import Engine
 from repropack.image import DIGEST_LABEL
 from repropack.manifest import LAYOUT
@@ -43,13 +40,6 @@ IMAGE = "spiral-mlp:test"
 IMAGE_ID = "sha256:" + "5" * 64
 
 Snapshot = dict[str, tuple[str, int, str]]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 def snapshot(root: Path) -> Snapshot:
@@ -110,21 +100,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-RunCli = Callable[..., Result]
-
-
 @pytest.fixture
 def run_cli(world: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> RunCli:
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["repropack", *args])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as done:
-            cli.main()
-        captured = capsys.readouterr()
-        code = done.value.code
-        return Result(code if isinstance(code, int) else (0 if code is None else 1), captured.out, captured.err)
-
-    return run
+    """The CLI in this process, once ``world`` has set up the environment it runs in."""
+    return cli_runner(monkeypatch, capsys)
 
 
 def commit_only_the_readme(experiment: Experiment) -> None:

@@ -5,41 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from unit_factories import Experiment, MakeExperiment
+from unit_factories import Experiment, MakeExperiment, Result, RunCli, cli_runner
 
-from repropack import __version__, cli
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-RunCli = Callable[..., Result]
+from repropack import __version__
 
 
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> RunCli:
     """Run ``repropack ARGS`` in this process through cli.main, as the console script does."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # no engine, ever
-
-    def run(*args: str | Path) -> Result:
-        monkeypatch.setattr(sys, "argv", ["repropack", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as done:
-            cli.main()
-        captured = capsys.readouterr()
-        code = done.value.code
-        return Result(code if isinstance(code, int) else (0 if code is None else 1), captured.out, captured.err)
-
-    return run
+    return cli_runner(monkeypatch, capsys)
 
 
 def assert_one_paragraph_error(result: Result, code: int) -> None:

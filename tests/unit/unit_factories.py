@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from repropack import cli
 from repropack.freeze.lock import HEADER, inputs_digest
 
 # Fixed author and dates: the same files give the same commit id in every temporary repository, so
@@ -122,3 +126,30 @@ class Experiment:
 
 
 MakeExperiment = Callable[..., Experiment]
+
+
+@dataclass
+class Result:
+    """What one CLI call gave: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+RunCli = Callable[..., Result]
+
+
+def cli_runner(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> RunCli:
+    """Run ``repropack ARGS`` in this process through cli.main, as the console script does."""
+
+    def run(*args: str | Path) -> Result:
+        monkeypatch.setattr(sys, "argv", ["repropack", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+        captured = capsys.readouterr()
+        code = done.value.code
+        return Result(code if isinstance(code, int) else (0 if code is None else 1), captured.out, captured.err)
+
+    return run
