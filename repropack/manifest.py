@@ -100,8 +100,8 @@ def _dataset_record(ds: FrozenDataset) -> dict[str, Any]:
         "mount": ds.mount_point,
         "path": ds.target,
         "sha256": ds.sha256,
-        "files": len(ds.files),
-        "bytes": sum(d.size for d in ds.files.values()),
+        "files": ds.contents.count,
+        "bytes": ds.contents.total_bytes,
         "index": ds.index_path,
     }
 

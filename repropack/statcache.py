@@ -9,10 +9,15 @@ cache from ever vouching for content it did not see:
   stat was taken could change again without its timestamps moving (they tick coarsely on some file
   systems). Such an entry is never trusted; the file is hashed again until it has been quiet that long.
 - A file that changed while it was being read (its stat after reading differs from before) is not
-  recorded (the caller checks; see ``repropack.hashing.hash_tree``).
+  recorded (the caller says which; see ``repropack.hashing.hash_tree``).
 - Concurrent runs: one SQLite database; each dataset (a file, or a folder) is one row holding all its
   entries, replaced in one transaction, so a reader sees one writer's complete record or the previous
   one. A busy database means the cache is skipped for this run, never an error.
+
+A record holds the tree's listing as it was when hashed (names, and the stat keys as five columns of
+64-bit integers) and the index of exactly those files. When today's listing is the record's, byte for
+byte, and the racy rule trusts every file, the index is used as it is: an unchanged dataset of many files
+costs one stat per file and two comparisons. Otherwise files are vouched for one by one.
 - Damage: a file that is not SQLite, malformed pages, a foreign schema, or a record whose sha256 does not
   match its bytes means the whole file is deleted (and made afresh by the next run); nothing in it is used.
 
@@ -23,24 +28,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from repropack.hashing import FileDigest
+    from repropack.listing import Listing
 
 T = TypeVar("T")
 
-SCHEMA = 1
+SCHEMA = 2  # 1: one JSON entry per file
 APPLICATION_ID = 0x52505354  # "RPST": the file is repropack's stat cache, not some other database
 RACY_NS = 2_000_000_000  # 2 s: the coarsest common timestamp granularity (FAT), with room for clock jitter
 KEEP_NS = 180 * 24 * 3600 * 10**9  # records not rewritten for this long are dropped (datasets long gone)
 BUSY_TIMEOUT_S = 5.0
 
 StatKey = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns
-Entry = tuple[int, int, int, int, int, str, int]  # the stat key, the sha256, and when the stat was taken (ns)
 
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 # not a database, malformed pages, or a schema that is not ours (no such table or column)
@@ -54,6 +64,83 @@ def stat_key(st: os.stat_result) -> StatKey:
 def trusted(key: StatKey, seen_ns: int) -> bool:
     """Whether an entry whose stat was taken at ``seen_ns`` may vouch for the file (the racy rule)."""
     return max(key[3], key[4]) + RACY_NS <= seen_ns
+
+
+@dataclass(frozen=True)
+class Record:
+    """One tree as it was hashed: its files' names and stat keys, their index, and when the stats were taken."""
+
+    names: bytes  # the relative names, NUL-separated (a file name cannot hold NUL)
+    columns: bytes  # the five stat columns, int64 little-endian, one after the other
+    index: bytes  # 'sha256  size  name' lines of exactly these files, in the same order
+    seen_ns: int
+
+    @classmethod
+    def of(cls, listing: Listing, files: dict[str, FileDigest], seen_ns: int, leave_out: set[str],
+           index: bytes | None = None) -> Record:
+        """The record of ``listing`` hashed as ``files`` (whose index is ``index``, when the caller has it),
+        less the files the racy rule does not trust yet and those in ``leave_out``."""
+        from repropack.hashing import tree_lines
+
+        if not leave_out and listing.newest_ns() + RACY_NS <= seen_ns:
+            return cls(names_blob(listing), columns_blob(listing), index or tree_lines(files), seen_ns)
+        kept = listing.select([i for i, name in enumerate(listing.names)
+                               if name not in leave_out and trusted(listing.key(i), seen_ns)])
+        return cls(names_blob(kept), columns_blob(kept), tree_lines({name: files[name] for name in kept.names}),
+                   seen_ns)
+
+    def digest(self) -> str:
+        parts = (self.names, self.columns, self.index, str(self.seen_ns).encode())
+        return hashlib.sha256(b"".join(b"%d:" % len(part) + part for part in parts)).hexdigest()
+
+
+def names_blob(listing: Listing) -> bytes:
+    return "\0".join(listing.names).encode("utf-8", "surrogateescape")
+
+
+def columns_blob(listing: Listing) -> bytes:
+    if sys.byteorder == "little":
+        return b"".join(column.tobytes() for column in listing.columns)
+    swapped = []
+    for column in listing.columns:
+        copy = array("q", column)
+        copy.byteswap()
+        swapped.append(copy.tobytes())
+    return b"".join(swapped)
+
+
+def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
+    """What ``record`` vouches for in ``listing``: the whole index when every file is as recorded and
+    trusted (nothing to hash), else the digests of the files that are, one by one."""
+    from repropack.hashing import FileDigest
+
+    if record is None:
+        return None, {}
+    if (record.names == names_blob(listing) and record.columns == columns_blob(listing)
+            and listing.newest_ns() + RACY_NS <= record.seen_ns):
+        return record.index, {}
+    names = record.names.decode("utf-8", "surrogateescape").split("\0") if record.names else []
+    lines = record.index.decode().splitlines()
+    columns = array("q", record.columns)
+    if sys.byteorder != "little":
+        columns.byteswap()
+    count = len(names)
+    if len(lines) != count or len(columns) != 5 * count:
+        raise Damaged("a record's names, stat keys and index do not line up")
+    position = {name: j for j, name in enumerate(names)}
+    known: dict[str, FileDigest] = {}
+    for i, name in enumerate(listing.names):
+        j = position.get(name)
+        if j is None:
+            continue  # a new file
+        recorded = tuple(columns[j + count * field] for field in range(5))
+        key = listing.key(i)
+        if recorded == key and trusted(key, record.seen_ns):
+            digest, size, indexed = lines[j].split("  ", 2)
+            if indexed != name or int(size) != key[2]:
+                raise Damaged("a record's index does not match its names")
+            known[name] = FileDigest(digest, key[2])
+    return None, known
 
 
 def disabled() -> bool:
@@ -96,33 +183,24 @@ class StatCache:
                 self._conn.close()
             self._conn = None
 
-    def lookup(self, tree: str, files: Mapping[str, StatKey]) -> dict[str, Entry]:
-        """The recorded entries of ``tree`` (a dataset's absolute path) that still vouch for its files:
-        name -> entry, for each name in ``files`` whose recorded stat key is its current one exactly and
-        whose entry the racy rule trusts. Files missing from the answer must be hashed."""
+    def lookup(self, tree: str) -> Record | None:
+        """The record of ``tree`` (a dataset's absolute path), checked against its sha256; None when there
+        is none or the cache cannot help."""
+        return self._guarded(lambda conn: _read(conn, tree), default=None)
 
-        def read(conn: sqlite3.Connection) -> dict[str, Entry]:
-            row = conn.execute("SELECT body, sha256 FROM trees WHERE path = ?", (tree,)).fetchone()
-            if row is None:
-                return {}
-            body, digest = row
-            if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != digest:
-                raise Damaged(f"the record of {tree} does not match its sha256")
-            return _matching(json.loads(body), files)
+    def vouch(self, tree: str, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
+        """:func:`vouch` for the record of ``tree``; a record found damaged on the way is discarded."""
+        nothing: tuple[bytes | None, dict[str, FileDigest]] = (None, {})
+        return self._guarded(lambda conn: vouch(_read(conn, tree), listing), default=nothing)
 
-        return self._guarded(read, default={})
-
-    def store(self, tree: str, entries: Mapping[str, Entry]) -> bool:
-        """Replace the record of ``tree`` with ``entries`` (name -> entry, the sha256 as hashlib's hexdigest
-        gives it); entries the racy rule does not trust are left out. Returns whether it was written."""
-        kept = {name: entry for name, entry in entries.items() if max(entry[3], entry[4]) + RACY_NS <= entry[6]}
-        body = json.dumps(kept, separators=(",", ":")).encode()
+    def store(self, tree: str, record: Record) -> bool:
+        """Replace the record of ``tree``. Returns whether it was written."""
         now = time.time_ns()
 
         def write(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                conn.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?)",
-                             (tree, body, hashlib.sha256(body).hexdigest(), now))
+                conn.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (tree, record.names, record.columns, record.index, record.seen_ns, record.digest(), now))
                 conn.execute("DELETE FROM trees WHERE written_ns < ?", (now - KEEP_NS,))
             return True
 
@@ -155,7 +233,7 @@ class StatCache:
             return default
         try:
             return action(self._connect())
-        except (Damaged, ValueError, TypeError, IndexError, KeyError):  # and json's errors: a damaged record
+        except (Damaged, ValueError, TypeError, IndexError, KeyError):  # and decoding errors: a damaged record
             self._discard()
         except sqlite3.Error as error:
             code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # the primary of an extended code
@@ -177,20 +255,17 @@ class StatCache:
                 os.unlink(f"{self.path}{suffix}")
 
 
-def _matching(record: Any, files: Mapping[str, StatKey]) -> dict[str, Entry]:
-    """The entries of a decoded record that vouch for ``files``. Entries were checked when they were
-    stored and the record's bytes against its sha256; a record of the wrong shape is still damage."""
-    if not isinstance(record, dict):
-        raise Damaged("a record is not a mapping")
-    found: dict[str, Entry] = {}
-    for name, entry in record.items():
-        key = files.get(name)
-        if key is None:
-            continue  # the file is gone, or not asked about
-        dev, ino, size, mtime_ns, ctime_ns, sha256, seen_ns = entry  # a wrong length raises: damage
-        if (dev, ino, size, mtime_ns, ctime_ns) == key and max(mtime_ns, ctime_ns) + RACY_NS <= seen_ns:
-            found[name] = (dev, ino, size, mtime_ns, ctime_ns, sha256, seen_ns)
-    return found
+def _read(conn: sqlite3.Connection, tree: str) -> Record | None:
+    row = conn.execute("SELECT names, columns, idx, seen_ns, sha256 FROM trees WHERE path = ?", (tree,)).fetchone()
+    if row is None:
+        return None
+    names, columns, index, seen_ns, digest = row
+    if not all(isinstance(blob, bytes) for blob in (names, columns, index)) or not isinstance(seen_ns, int):
+        raise Damaged(f"the record of {tree} is not what this module writes")
+    record = Record(names, columns, index, seen_ns)
+    if record.digest() != digest:
+        raise Damaged(f"the record of {tree} does not match its sha256")
+    return record
 
 
 @contextlib.contextmanager
@@ -218,7 +293,7 @@ def _identity(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def _create(conn: sqlite3.Connection) -> None:
     """The table and the header's identity; the caller holds the write transaction."""
-    conn.execute("CREATE TABLE trees (path TEXT PRIMARY KEY, body BLOB NOT NULL, sha256 TEXT NOT NULL, "
-                 "written_ns INTEGER NOT NULL)")
+    conn.execute("CREATE TABLE trees (path TEXT PRIMARY KEY, names BLOB NOT NULL, columns BLOB NOT NULL, "
+                 "idx BLOB NOT NULL, seen_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, written_ns INTEGER NOT NULL)")
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA}")

@@ -12,7 +12,7 @@ from repropack.freeze.code import CodeSnapshot, snapshot
 from repropack.freeze.config import FrozenConfig, freeze_config
 from repropack.freeze.data import FrozenDataset, freeze_dataset
 from repropack.freeze.lock import Lock, check_current, compile_lock, read_lock
-from repropack.freeze.secrets import refuse_secrets
+from repropack.freeze.secrets import could_hold_secret, refuse_secrets
 from repropack.hashing import HashStats, ProgressCallback
 from repropack.spec import Spec
 
@@ -74,8 +74,9 @@ def freeze(
     datasets = freeze_datasets(spec, on_progress)
     for ds in datasets.values():
         prefix = _relative(ds.host_root(), spec.root)
-        paths = [f"{prefix}/{rel}" if prefix != "." else rel for rel in ds.files]
-        refuse_secrets(f"in the dataset '{ds.name}'", paths, allowed_secrets)
+        lead = "" if prefix == "." else prefix + "/"
+        if could_hold_secret(("\n" + lead).join(["", *ds.contents.names])):  # one look at every path first
+            refuse_secrets(f"in the dataset '{ds.name}'", [lead + rel for rel in ds.contents.names], allowed_secrets)
     document = build_manifest(spec, code, lock, base, config, datasets)
     data, digest = seal(document)
     return Frozen(spec, code, lock, created, base, config, datasets, document, data, digest)

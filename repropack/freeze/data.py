@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, HashStats, ProgressCallback, hash_tree, tree_digest, tree_lines
+from repropack.hashing import FileDigest, FileIndex, HashStats, ProgressCallback, hash_tree
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
@@ -24,13 +24,18 @@ class FrozenDataset:
     source: Path  # on this host: the file, or the folder
     embed: bool
     kind: str  # "file" or "directory"
-    files: dict[str, FileDigest]  # relative to the dataset's folder in the image
+    contents: FileIndex  # every file's sha256 and size, by its path relative to the dataset's folder in the image
     # what freezing read, and what the stat cache spared it (not a fact about the data: not compared)
     stats: HashStats = field(default_factory=HashStats, compare=False)
 
-    @cached_property
+    @property
+    def files(self) -> dict[str, FileDigest]:
+        return self.contents.files
+
+    @property
     def sha256(self) -> str:
-        return tree_digest(self.files)
+        """The sha256 of the dataset's index: one digest for every file's name, size and content."""
+        return self.contents.sha256
 
     @property
     def mount_point(self) -> str:
@@ -50,7 +55,7 @@ class FrozenDataset:
         return f"{INDEX_ROOT}/{self.name}.sha256sums"
 
     def index(self) -> bytes:
-        return tree_lines(self.files)
+        return self.contents.data
 
     def host_root(self) -> Path:
         return self.source.parent if self.kind == "file" else self.source
@@ -68,14 +73,14 @@ def freeze_dataset(
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
                        hint="Check that the files exist and are readable.") from None
-    if not hashed.files:
+    if not hashed.index.count:
         raise BadInput(f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
                        hint="Point it at the data, or remove the dataset.")
     return FrozenDataset(name=dataset.name, source=source, embed=dataset.embed, kind=kind,
-                         files=hashed.files, stats=hashed.stats)
+                         contents=hashed.index, stats=hashed.stats)
 
 
 def datasets_digest(datasets: dict[str, FrozenDataset]) -> str:
-    """One digest for the whole set: the tree digest over 'NAME/relative path' entries."""
-    merged = {f"{name}/{rel}": d for name, ds in datasets.items() for rel, d in ds.files.items()}
-    return tree_digest(merged)
+    """One digest for the whole set: the sha256 of 'DATASET_SHA256  NAME' lines, sorted by name."""
+    lines = "".join(f"{datasets[name].sha256}  {name}\n" for name in sorted(datasets))
+    return hashlib.sha256(lines.encode()).hexdigest()

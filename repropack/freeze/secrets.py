@@ -28,6 +28,29 @@ _SECRET_FOLDER = re.compile("(?:^|/)(?:" + "|".join(re.escape(folder) for folder
 _SECRET_NAME = re.compile("|".join(f"(?:{translate(pattern)})" for pattern in SECRET_FILES))
 
 
+def _fragment(pattern: str) -> str:
+    """The longest run of plain characters in a pattern: any name the pattern matches holds it."""
+    plain = re.sub(r"\[[^\]]*\]", "*", pattern)  # a [set] matches one character, not its letters
+    return max(re.split(r"[*?]", plain), key=len)
+
+
+def _fragments() -> tuple[str, ...]:
+    """Each pattern's fragment, less those that hold another (text that holds 'credentials.json' holds
+    'credentials'): text that holds none of them cannot name a secret-looking file."""
+    every = {_fragment(pattern) for pattern in SECRET_FILES} | set(SECRET_FOLDERS)
+    return tuple(sorted(f for f in every if not any(other != f and other in f for other in every)))
+
+
+FRAGMENTS = _fragments()
+
+
+def could_hold_secret(text: str) -> bool:
+    """Whether ``text`` (any number of paths, and whatever else) might name a secret-looking file: False
+    means none of its paths does; True means look at them one by one with :func:`is_secret`."""
+    lowered = text.lower()
+    return any(fragment in lowered for fragment in FRAGMENTS)
+
+
 def is_secret(path: str) -> bool:
     """Whether a relative POSIX path names a file that looks like a credential."""
     lowered = path.lower()

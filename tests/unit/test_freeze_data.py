@@ -72,11 +72,19 @@ def frozen_pair(folder: Path, tmp_path: Path) -> dict[str, FrozenDataset]:
     return {"a": freeze_dataset(Dataset("a", folder, True)), "b": freeze_dataset(Dataset("b", single, True))}
 
 
-def test_datasets_digest_is_over_name_and_relative_path(folder: Path, tmp_path: Path) -> None:
+def test_datasets_digest_is_over_each_datasets_name_and_digest(folder: Path, tmp_path: Path) -> None:
     pair = frozen_pair(folder, tmp_path)
-    merged = {f"{name}/{rel}": d for name, ds in pair.items() for rel, d in ds.files.items()}
-    assert datasets_digest(pair) == tree_digest(merged)
+    lines = f"{pair['a'].sha256}  a\n{pair['b'].sha256}  b\n".encode()
+    assert datasets_digest(pair) == hashlib.sha256(lines).hexdigest()
     assert datasets_digest(dict(reversed(pair.items()))) == datasets_digest(pair)
+
+
+def test_a_dataset_digest_is_its_index_digest(folder: Path) -> None:
+    frozen = freeze_dataset(Dataset("d", folder, True))
+    assert frozen.sha256 == hashlib.sha256(frozen.index()).hexdigest() == tree_digest(frozen.files)
+    labels, zero = hashlib.sha256(b"0\n").hexdigest(), hashlib.sha256(b"zero").hexdigest()
+    assert frozen.index().decode().splitlines() == [f"{labels}  2  labels.csv", f"{zero}  4  train/0.png"]
+    assert (frozen.contents.count, frozen.contents.total_bytes) == (2, 6)
 
 
 def test_datasets_digest_changes_with_a_dataset_name(folder: Path, tmp_path: Path) -> None:

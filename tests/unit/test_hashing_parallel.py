@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from repropack import hashing
-from repropack.hashing import hash_files, hash_tree, scan_files
+from repropack.hashing import hash_files, hash_tree, list_files
+from repropack.listing import scan
 from repropack.progress import HashMeter
 
 
@@ -47,7 +48,7 @@ def test_every_worker_count_gives_hashlibs_answer(mixed: Path, workers: int) -> 
 
 
 def test_hash_files_matches_hash_tree(mixed: Path) -> None:
-    names = list(scan_files(mixed))
+    names = list_files(mixed)
     assert hash_files(mixed, names, workers=2) == hash_tree(mixed).files
 
 
@@ -93,9 +94,9 @@ def test_scan_follows_symlinks_and_skips_loops(tmp_path: Path) -> None:
     (root / "sub" / "loop").symlink_to(root)  # back up the tree: would never end
     (root / "dangling").symlink_to(tmp_path / "missing")
     (root / "Z-upper.txt").write_bytes(b"z")
-    found = scan_files(root)
-    assert list(found) == ["Z-upper.txt", "link.txt", "sub/a.txt"]
-    assert found["link.txt"].st_size == len(b"outside")
+    found = scan(root)
+    assert found.names == ["Z-upper.txt", "link.txt", "sub/a.txt"]
+    assert found.size(1) == len(b"outside")  # the link's target, not the link
 
 
 def test_the_same_folder_under_two_names_is_listed_twice(tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_the_same_folder_under_two_names_is_listed_twice(tmp_path: Path) -> None
     root.mkdir()
     (root / "one").symlink_to(tmp_path / "real")
     (root / "two").symlink_to(tmp_path / "real")
-    assert list(scan_files(root)) == ["one/x", "two/x"]
+    assert scan(root).names == ["one/x", "two/x"]
 
 
 def test_default_workers_is_bounded() -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from repropack import hashing, statcache
-from repropack.hashing import hash_tree
-from repropack.statcache import RACY_NS, StatCache, StatKey
+from repropack.hashing import FileDigest, hash_tree
+from repropack.listing import Listing, scan
+from repropack.statcache import RACY_NS, Record, StatCache, StatKey
 
 OLD = 1_600_000_000_000_000_000  # a file time long before any test runs (2020)
 NOW = OLD + 10 * RACY_NS
@@ -35,30 +36,67 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def entry(key: StatKey, data: bytes, seen_ns: int = NOW) -> tuple[int, int, int, int, int, str, int]:
-    return (*key, sha(data), seen_ns)
+def listing(keys: dict[str, StatKey]) -> Listing:
+    return Listing.of([(name, *key) for name, key in keys.items()])
+
+
+def record(files: dict[str, tuple[StatKey, bytes]], seen_ns: int = NOW) -> Record:
+    """The record of files with these stat keys and contents, as hash_tree would make it."""
+    digests = {name: FileDigest(sha(data), key[2]) for name, (key, data) in files.items()}
+    return Record.of(listing({name: key for name, (key, _) in files.items()}), digests, seen_ns, set())
+
+
+def vouched(cache: StatCache, tree: str, keys: dict[str, StatKey]) -> dict[str, str]:
+    """name -> sha256 of what the cache vouches for, whether whole or file by file."""
+    whole, known = cache.vouch(tree, listing(keys))
+    if whole is not None:
+        assert not known
+        return {name: d.sha256 for name, d in hashing.FileIndex(whole, sorted(keys), 0).files.items()}
+    return {name: d.sha256 for name, d in known.items()}
 
 
 KEY: StatKey = (2049, 1234, 5, OLD, OLD)
 
 
 # -- the key: any difference means no entry ------------------------------------------------------------------
+def test_an_unchanged_tree_is_vouched_for_whole(cache: StatCache) -> None:
+    files = {"a.txt": (KEY, b"hello"), "sub/b.txt": ((2049, 99, 5, OLD, OLD), b"world")}
+    assert cache.store("/data", record(files))
+    whole, known = cache.vouch("/data", listing({name: key for name, (key, _) in files.items()}))
+    assert whole == f"{sha(b'hello')}  5  a.txt\n{sha(b'world')}  5  sub/b.txt\n".encode() and known == {}
+
+
 def test_an_unchanged_key_is_vouched_for(cache: StatCache) -> None:
-    assert cache.store("/data", {"a.txt": entry(KEY, b"hello")})
-    assert cache.lookup("/data", {"a.txt": KEY}) == {"a.txt": entry(KEY, b"hello")}
+    assert cache.store("/data", record({"a.txt": (KEY, b"hello")}))
+    assert vouched(cache, "/data", {"a.txt": KEY}) == {"a.txt": sha(b"hello")}
 
 
 @pytest.mark.parametrize("field", range(5), ids=["device", "inode", "size", "mtime", "ctime"])
 def test_any_changed_stat_field_is_not_vouched_for(cache: StatCache, field: int) -> None:
-    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    cache.store("/data", record({"a.txt": (KEY, b"hello"), "b.txt": ((1, 2, 5, OLD, OLD), b"other")}))
     changed = list(KEY)
     changed[field] += 1
-    assert cache.lookup("/data", {"a.txt": (changed[0], changed[1], changed[2], changed[3], changed[4])}) == {}
+    found = vouched(cache, "/data", {"a.txt": (changed[0], changed[1], changed[2], changed[3], changed[4]),
+                                     "b.txt": (1, 2, 5, OLD, OLD)})
+    assert found == {"b.txt": sha(b"other")}
+
+
+def test_a_new_file_is_not_vouched_for_and_the_rest_are(cache: StatCache) -> None:
+    cache.store("/data", record({"a.txt": (KEY, b"hello")}))
+    whole, known = cache.vouch("/data", listing({"a.txt": KEY, "new.txt": (2049, 7, 1, OLD, OLD)}))
+    assert whole is None and set(known) == {"a.txt"}
 
 
 def test_entries_belong_to_their_dataset(cache: StatCache) -> None:
-    cache.store("/data/one", {"a.txt": entry(KEY, b"hello")})
-    assert cache.lookup("/data/two", {"a.txt": KEY}) == {}
+    cache.store("/data/one", record({"a.txt": (KEY, b"hello")}))
+    assert vouched(cache, "/data/two", {"a.txt": KEY}) == {}
+
+
+def test_inode_and_device_numbers_beyond_int64_are_kept_exactly(cache: StatCache) -> None:
+    huge: StatKey = (2**64 - 1, 2**63 + 5, 5, OLD, OLD)
+    cache.store("/data", record({"a.txt": (huge, b"hello")}))
+    assert vouched(cache, "/data", {"a.txt": huge}) == {"a.txt": sha(b"hello")}
+    assert vouched(cache, "/data", {"a.txt": (2**64 - 1, 2**63 + 6, 5, OLD, OLD)}) == {}
 
 
 def test_a_changed_file_is_hashed_again(tmp_path: Path, cache: StatCache, no_racy_wait: None) -> None:
@@ -141,7 +179,8 @@ def test_deleted_files_leave_the_record(tmp_path: Path, cache: StatCache, no_rac
     (data / "gone").unlink()
     assert list(hash_tree(data, cache=cache).files) == ["keep"]
     keys = {"keep": statcache.stat_key(os.stat(data / "keep")), "gone": KEY}
-    assert set(cache.lookup(os.path.abspath(data), keys)) == {"keep"}
+    assert set(vouched(cache, os.path.abspath(data), keys)) == {"keep"}
+    assert scan(data).names == ["keep"]
 
 
 # -- racy timestamps ---------------------------------------------------------------------------------------
@@ -149,18 +188,20 @@ def test_an_entry_written_within_the_racy_window_is_not_trusted(cache: StatCache
     racy = (2049, 1, 5, NOW - RACY_NS // 2, NOW - RACY_NS // 2)
     quiet = (2049, 2, 5, NOW - RACY_NS, NOW - RACY_NS)
     recent_ctime = (2049, 3, 5, OLD, NOW - 1)  # mtime set back by a tool; the change time tells
-    cache.store("/data", {"racy": entry(racy, b"r"), "quiet": entry(quiet, b"q"), "ctime": entry(recent_ctime, b"c")})
-    assert set(cache.lookup("/data", {"racy": racy, "quiet": quiet, "ctime": recent_ctime})) == {"quiet"}
+    cache.store("/data", record({"racy": (racy, b"r"), "quiet": (quiet, b"q"), "ctime": (recent_ctime, b"c")}))
+    assert set(vouched(cache, "/data", {"racy": racy, "quiet": quiet, "ctime": recent_ctime})) == {"quiet"}
 
 
 def test_a_racy_entry_in_the_database_is_still_not_trusted(cache: StatCache) -> None:
     """The rule holds when reading too, whatever wrote the record."""
     racy: StatKey = (2049, 1, 5, NOW, NOW)
-    cache.store("/data", {})  # makes the database
-    body = b'{"racy":[2049,1,5,%d,%d,"%s",%d]}' % (NOW, NOW, sha(b"r").encode(), NOW)
+    cache.store("/data", record({}))  # makes the database
+    forged = Record(b"racy", statcache.columns_blob(listing({"racy": racy})), f"{sha(b'r')}  5  racy\n".encode(), NOW)
     with sqlite3.connect(cache.path) as conn:
-        conn.execute("UPDATE trees SET body = ?, sha256 = ?", (body, hashlib.sha256(body).hexdigest()))
-    assert cache.lookup("/data", {"racy": racy}) == {}
+        conn.execute("UPDATE trees SET names = ?, columns = ?, idx = ?, seen_ns = ?, sha256 = ?",
+                     (forged.names, forged.columns, forged.index, forged.seen_ns, forged.digest()))
+    assert cache.vouch("/data", listing({"racy": racy})) == (None, {})
+    assert not cache.discarded
 
 
 def test_a_just_written_file_is_hashed_again_next_time(tmp_path: Path, cache: StatCache) -> None:
@@ -200,33 +241,47 @@ def test_a_file_that_changes_while_read_is_not_recorded(
 def test_a_garbage_file_is_discarded_not_trusted(cache: StatCache) -> None:
     cache.path.parent.mkdir(parents=True)
     cache.path.write_bytes(b"\x00garbage, not SQLite" * 500)
-    assert cache.lookup("/data", {"a.txt": KEY}) == {}
+    assert vouched(cache, "/data", {"a.txt": KEY}) == {}
     assert cache.discarded
     assert not cache.path.exists()
     fresh = StatCache(cache.path)
-    assert fresh.store("/data", {"a.txt": entry(KEY, b"hello")})
-    assert fresh.lookup("/data", {"a.txt": KEY})["a.txt"][5] == sha(b"hello")
+    assert fresh.store("/data", record({"a.txt": (KEY, b"hello")}))
+    assert vouched(fresh, "/data", {"a.txt": KEY}) == {"a.txt": sha(b"hello")}
 
 
 def test_a_record_whose_bytes_changed_is_discarded(cache: StatCache) -> None:
-    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    cache.store("/data", record({"a.txt": (KEY, b"hello")}))
     cache.close()
     with sqlite3.connect(cache.path) as conn:
-        (body,) = conn.execute("SELECT body FROM trees").fetchone()
-        conn.execute("UPDATE trees SET body = ?", (body.replace(sha(b"hello").encode(), sha(b"evil").encode()),))
+        (index,) = conn.execute("SELECT idx FROM trees").fetchone()
+        conn.execute("UPDATE trees SET idx = ?", (index.replace(sha(b"hello").encode(), sha(b"evil").encode()),))
     again = StatCache(cache.path)
-    assert again.lookup("/data", {"a.txt": KEY}) == {}
+    assert vouched(again, "/data", {"a.txt": KEY}) == {}
     assert again.discarded and not cache.path.exists()
 
 
+@pytest.mark.parametrize("damage", ["short columns", "index of another file", "index line missing"])
+def test_a_record_that_does_not_line_up_is_discarded(cache: StatCache, damage: str) -> None:
+    """Even with a matching sha256 (written by a faulty program): never a digest for the wrong file."""
+    good = record({"a.txt": (KEY, b"hello"), "b.txt": ((2049, 9, 5, OLD, OLD), b"other")})
+    bad = {
+        "short columns": Record(good.names, good.columns[:-8], good.index, good.seen_ns),
+        "index of another file": Record(good.names, good.columns, good.index.replace(b"a.txt", b"c.txt"), good.seen_ns),
+        "index line missing": Record(good.names, good.columns, good.index.split(b"\n", 1)[1], good.seen_ns),
+    }[damage]
+    cache.store("/data", bad)
+    assert vouched(cache, "/data", {"a.txt": KEY, "b.txt": (2049, 9, 5, OLD, OLD + 1)}) == {}  # file by file
+    assert cache.discarded
+
+
 def test_a_truncated_database_is_discarded(cache: StatCache) -> None:
-    cache.store("/data", {f"{i}": entry((1, i, 5, OLD, OLD), b"x") for i in range(2000)})
+    cache.store("/data", record({f"{i}": ((1, i, 5, OLD, OLD), b"x") for i in range(2000)}))
     cache.close()
     data = cache.path.read_bytes()
     cache.path.write_bytes(data[: len(data) // 2] + b"\xff" * 4096 + data[len(data) // 2 + 4096 :])
     again = StatCache(cache.path)
-    found = again.lookup("/data", {"1": (1, 1, 5, OLD, OLD)})
-    assert found == {} or found["1"][5] == sha(b"x")  # never a wrong hash; usually discarded
+    found = vouched(again, "/data", {"1": (1, 1, 5, OLD, OLD)})
+    assert found == {} or found["1"] == sha(b"x")  # never a wrong hash; usually discarded
     assert again.discarded or found
 
 
@@ -234,7 +289,7 @@ def test_another_programs_database_is_not_used(cache: StatCache) -> None:
     cache.path.parent.mkdir(parents=True)
     with sqlite3.connect(cache.path) as conn:
         conn.execute("CREATE TABLE trees (path TEXT, body BLOB, sha256 TEXT, written_ns INTEGER)")
-    assert cache.lookup("/data", {"a.txt": KEY}) == {}
+    assert vouched(cache, "/data", {"a.txt": KEY}) == {}
     assert cache.discarded
 
 
@@ -242,25 +297,25 @@ def test_a_busy_database_is_skipped_not_waited_on_forever(
     cache: StatCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(statcache, "BUSY_TIMEOUT_S", 0.05)
-    cache.store("/data", {"a.txt": entry(KEY, b"hello")})
+    cache.store("/data", record({"a.txt": (KEY, b"hello")}))
     other = StatCache(cache.path)
     blocker = sqlite3.connect(cache.path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        assert other.lookup("/data", {"a.txt": KEY}) == {}
-        assert not other.store("/data", {})
+        assert vouched(other, "/data", {"a.txt": KEY}) == {}
+        assert not other.store("/data", record({}))
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert not other.discarded and cache.path.exists()
-    assert other.lookup("/data", {"a.txt": KEY})
+    assert vouched(other, "/data", {"a.txt": KEY})
 
 
 def test_an_unwritable_cache_folder_means_no_cache(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     cache = StatCache(tmp_path / "file" / "stat.sqlite3")  # its folder cannot be made
-    assert cache.lookup("/data", {"a.txt": KEY}) == {}
-    assert not cache.store("/data", {"a.txt": entry(KEY, b"x")})
+    assert vouched(cache, "/data", {"a.txt": KEY}) == {}
+    assert not cache.store("/data", record({"a.txt": (KEY, b"x")}))
 
 
 # -- concurrency ---------------------------------------------------------------------------------------------
@@ -269,12 +324,12 @@ def _writer(path: str, writer: int, rounds: int) -> int:
     written = 0
     for round_ in range(rounds):
         payload = f"{writer}-{round_}".encode()
-        entries = {f"f{i}": (1, i, 5, OLD, OLD, sha(payload), NOW) for i in range(300)}
+        entries = record({f"f{i}": ((1, i, 5, OLD, OLD), payload) for i in range(300)})
         written += cache.store("/shared", entries)
         written += cache.store(f"/own-{writer}", entries)
-        found = cache.lookup("/shared", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
+        found = vouched(cache, "/shared", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
         # a record is one writer's, whole: never a mix of two writers' entries
-        assert len({e[5] for e in found.values()}) <= 1, "a record mixed two writers"
+        assert len(set(found.values())) <= 1, "a record mixed two writers"
         assert len(found) in (0, 300)
     cache.close()
     return written
@@ -289,8 +344,8 @@ def test_concurrent_writers_do_not_corrupt_the_cache(cache: StatCache, monkeypat
     with sqlite3.connect(cache.path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     for writer in range(3):
-        own = check.lookup(f"/own-{writer}", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
-        assert len(own) == 300 and {e[5] for e in own.values()} == {sha(f"{writer}-24".encode())}
+        own = vouched(check, f"/own-{writer}", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})
+        assert len(own) == 300 and set(own.values()) == {sha(f"{writer}-24".encode())}
     assert not check.discarded
 
 
@@ -302,7 +357,7 @@ def test_threads_with_their_own_connections_share_the_cache(cache: StatCache) ->
         counts = list(pool.map(_writer, [str(cache.path)] * 4, range(4), [5] * 4))
     assert sum(counts) == 4 * 5 * 2
     check = StatCache(cache.path)
-    assert len(check.lookup("/own-3", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})) == 300
+    assert len(vouched(check, "/own-3", {f"f{i}": (1, i, 5, OLD, OLD) for i in range(300)})) == 300
     assert not check.discarded
 
 
