@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -192,12 +193,16 @@ def image_checks(
     ``image`` must be an image id (``sha256:...``) for ``cache`` to be used: a tag can move."""
     digest = str(manifest.get("sha256", ""))
     remembered = cache.get(image, digest) if cache is not None else {}
-    checks = [
-        config_check(engine, image, manifest),
-        base_check(engine, image, manifest),
-        remembered.get("files") or file_check(engine, image, manifest),
-        remembered.get("packages") or package_check(engine, image, manifest),
-    ]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="repropack-packages") as pool:
+        # the package check streams the whole environment (seconds for torch): it reads beside the others
+        packages = remembered.get("packages")
+        pending = None if packages is not None else pool.submit(package_check, engine, image, manifest)
+        checks = [
+            config_check(engine, image, manifest),
+            base_check(engine, image, manifest),
+            remembered.get("files") or file_check(engine, image, manifest),
+        ]
+        checks.append(pending.result() if pending is not None else remembered["packages"])
     if cache is not None:
         cache.put(image, digest, [c for c in checks if c.name in CACHED_CHECKS and c.passed and not c.cached])
     return checks
