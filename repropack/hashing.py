@@ -150,11 +150,17 @@ def _hash_tree(
 
     seen_ns = time.time_ns()  # before any stat: the racy rule compares the files' times with this moment
     tree = os.path.abspath(path)
+    record = cache.lookup(tree) if cache is not None else None
+    if cache is not None and record is not None:
+        # no folder moved: the same names as recorded, stat-ed again without a walk; all as recorded: done
+        relisted = cache.relisted(tree, record)
+        whole = cache.vouch(record, relisted)[0] if relisted is not None else None
+        if relisted is not None and whole is not None:
+            return _cached(whole, relisted)
     listing = scan(Path(tree))
-    whole, known = cache.vouch(tree, listing) if cache is not None else (None, {})
+    whole, known = cache.vouch(record, listing) if cache is not None else (None, {})
     if whole is not None:  # nothing moved since the record was made: its index is this tree's
-        index = FileIndex(whole, listing.names, listing.total_bytes())
-        return TreeHashes(index, HashStats(cached_files=index.count, cached_bytes=index.total_bytes))
+        return _cached(whole, listing)
     lead = (tree if os.path.isdir(tree) else os.path.dirname(tree)) + os.sep
     sizes = listing.columns[2]
     todo = [(name, lead + name, sizes[i]) for i, name in enumerate(listing.names) if name not in known]
@@ -168,6 +174,11 @@ def _hash_tree(
     hashed_bytes = sum(digest.size for digest, _ in hashed.values())
     cached_bytes = sum(digest.size for digest in known.values())
     return TreeHashes(index, HashStats(len(hashed), hashed_bytes, len(known), cached_bytes))
+
+
+def _cached(index: bytes, listing: Listing) -> TreeHashes:
+    total = listing.total_bytes()
+    return TreeHashes(FileIndex(index, listing.names, total), HashStats(cached_files=len(listing), cached_bytes=total))
 
 
 def _moved(listing: Listing, hashed: dict[str, _Hashed]) -> set[str]:

@@ -6,6 +6,10 @@ store there. Listing is the whole cost of freezing an unchanged dataset, and one
 mostly system-call time, which threads cannot share out under the GIL; so, as git's preloaded index runs
 its ``lstat`` calls on several threads, a large tree's files are stat-ed by two processes: a forked child
 takes half the list and hands back its columns through a pipe.
+
+A listing also keeps the stat of every folder it walked. A folder's modification and change times move
+whenever an entry is made, removed or renamed in it, so while no folder's stat has moved, the tree holds
+the same names as before: :func:`relist` then stats those files again without walking the folders.
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ Columns: TypeAlias = "tuple[array[int], array[int], array[int], array[int], arra
 
 
 class Listing:
-    """The regular files of a tree, sorted by relative POSIX path, and their stat keys as columns."""
+    """The regular files of a tree, sorted by relative POSIX path, and their stat keys as columns; and
+    the folders walked to find them ('.' for the tree itself; none for a single file), with theirs."""
 
-    def __init__(self, names: list[str], columns: Columns) -> None:
+    def __init__(self, names: list[str], columns: Columns, folders: list[str] | None = None,
+                 folder_columns: Columns | None = None) -> None:
         self.names = names
         self.columns = columns
+        self.folders = folders or []
+        self.folder_columns = folder_columns or _empty()
+        self.encoded_names: bytes | None = None  # the names as the stat cache stores them, when it gave them
 
     @classmethod
     def of(cls, rows: list[tuple[str, int, int, int, int, int]]) -> Listing:
@@ -61,7 +70,7 @@ class Listing:
     def select(self, keep: list[int]) -> Listing:
         """The listing of the files at positions ``keep`` (in order)."""
         dev, ino, size, mtime, ctime = (array("q", (column[i] for i in keep)) for column in self.columns)
-        return Listing([self.names[i] for i in keep], (dev, ino, size, mtime, ctime))
+        return Listing([self.names[i] for i in keep], (dev, ino, size, mtime, ctime), self.folders, self.folder_columns)
 
 
 def scan(path: Path) -> Listing:
@@ -70,15 +79,38 @@ def scan(path: Path) -> Listing:
     tree = os.fspath(path)
     if not os.path.isdir(tree):
         return Listing([os.path.basename(tree)], stat_columns([tree]))
-    found = sorted(_walk(tree))
-    return Listing([name for name, _ in found], stat_columns([full for _, full in found]))
+    files, folders = _walk(tree)
+    files.sort()
+    folders.sort()
+    return Listing([name for name, _ in files], stat_columns([full for _, full in files]),
+                   [name for name, _ in folders], _columns([st for _, st in folders]))
 
 
-def _walk(tree: str) -> list[tuple[str, str]]:
-    """(relative name, path) of every regular file under ``tree``; no stat of a file, only of folders
-    (their device and inode tell a symlink loop)."""
+def relist(path: Path, names: list[str], folders: list[str], folder_columns: Columns, since_ns: int) -> Listing | None:
+    """The listing of the folder at ``path`` without walking it, when its folders are exactly as listed
+    before (``folders``, ``folder_columns``) and were already quiet at ``since_ns`` (their times at least
+    the racy window older: a change in the same clock tick could leave a folder's times as they were);
+    None when they are not, or a file cannot be stat-ed: then the tree must be walked."""
+    from repropack.statcache import RACY_NS
+
+    tree = os.fspath(path)
+    lead = tree + os.sep
+    try:
+        now = _stat([tree if name == "." else lead + name for name in folders])
+        if not folders or now != folder_columns or max(max(now[3]), max(now[4])) + RACY_NS > since_ns:
+            return None
+        return Listing(names, stat_columns([lead + name for name in names]), folders, now)
+    except OSError:
+        return None
+
+
+def _walk(tree: str) -> tuple[list[tuple[str, str]], list[tuple[str, os.stat_result]]]:
+    """(relative name, path) of every regular file under ``tree`` (no stat of a file), and (relative
+    name, stat) of every folder walked, the tree itself as '.' (a folder's device and inode also tell a
+    symlink loop)."""
     found: list[tuple[str, str]] = []
     top = os.stat(tree)
+    folders: list[tuple[str, os.stat_result]] = [(".", top)]
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [("", tree, frozenset({(top.st_dev, top.st_ino)}))]
     while stack:
         prefix, folder, ancestors = stack.pop()
@@ -89,9 +121,10 @@ def _walk(tree: str) -> list[tuple[str, str]]:
                     key = (st.st_dev, st.st_ino)
                     if key not in ancestors:  # a link back up the tree would never end
                         stack.append((prefix + entry.name + "/", entry.path, ancestors | {key}))
+                        folders.append((prefix + entry.name, st))
                 elif entry.is_file():
                     found.append((prefix + entry.name, entry.path))
-    return found
+    return found, folders
 
 
 def stat_columns(paths: list[str]) -> Columns:
@@ -122,6 +155,9 @@ def _stat_in_child(paths: list[str]) -> _Pending:
         code = 1
         try:
             os.close(read_end)
+            quiet = os.open(os.devnull, os.O_RDWR)  # the parent's terminal or pipes are not the child's to hold
+            for fd in (0, 1, 2):
+                os.dup2(quiet, fd)
             with open(write_end, "wb") as out:
                 out.write(b"".join(column.tobytes() for column in _stat(paths)))
             code = 0
@@ -138,10 +174,14 @@ class _Pending:
         self.pid, self.read_end, self.count = pid, read_end, count
 
     def __call__(self) -> Columns | None:
+        """The child writes its columns only once every stat succeeded, then closes the pipe: all of them
+        arriving is its success. Its exit (unmapping a copy of this process: milliseconds) is not waited
+        for; it is collected now if it is over, else on a later call (:func:`collect_children`)."""
         with open(self.read_end, "rb") as answer:
             data = answer.read()
-        _, status = os.waitpid(self.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0 or len(data) != len(FIELDS) * self.count * _ITEM:
+        _EXITING.add(self.pid)
+        collect_children()
+        if len(data) != len(FIELDS) * self.count * _ITEM:
             return None
         size = self.count * _ITEM
         columns = [array("q") for _ in FIELDS]
@@ -151,9 +191,39 @@ class _Pending:
         return (dev, ino, size_, mtime, ctime)
 
 
+_EXITING: set[int] = set()  # children that delivered and may still be exiting
+
+
+def collect_children(*, wait: bool = False) -> None:
+    """Collect the children that have exited (all of them, waiting, with ``wait``): none stays a zombie
+    for longer than until the next listing."""
+    for pid in list(_EXITING):
+        try:
+            done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
+        except ChildProcessError:
+            done = pid  # collected elsewhere
+        if done:
+            _EXITING.discard(pid)
+
+
 def _stat(paths: list[str]) -> Columns:
-    stat = os.stat
-    rows = [(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for st in map(stat, paths)]
+    """Appended field by field: no object per file outlives its step, which matters in the forked child,
+    where every page the allocator touches for the first time is a copy of the parent's."""
+    dev, ino, size, mtime, ctime = columns = _empty()
+    try:
+        for st in map(os.stat, paths):
+            dev.append(st.st_dev)
+            ino.append(st.st_ino)
+            size.append(st.st_size)
+            mtime.append(st.st_mtime_ns)
+            ctime.append(st.st_ctime_ns)
+    except OverflowError:  # a device or inode number past int64: the slower way, which folds them
+        return _columns(list(map(os.stat, paths)))
+    return columns
+
+
+def _columns(stats: list[os.stat_result]) -> Columns:
+    rows = [(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for st in stats]
     if not rows:
         return _empty()
     dev, ino, size, mtime, ctime = (_column(values) for values in zip(*rows, strict=True))

@@ -74,6 +74,8 @@ class Record:
     columns: bytes  # the five stat columns, int64 little-endian, one after the other
     index: bytes  # 'sha256  size  name' lines of exactly these files, in the same order
     seen_ns: int
+    folders: bytes = b""  # the folders walked to list them ('.': the tree), NUL-separated
+    folder_columns: bytes = b""  # their stat columns, as above
 
     @classmethod
     def of(cls, listing: Listing, files: dict[str, FileDigest], seen_ns: int, leave_out: set[str],
@@ -82,31 +84,65 @@ class Record:
         less the files the racy rule does not trust yet and those in ``leave_out``."""
         from repropack.hashing import tree_lines
 
+        folders = ("\0".join(listing.folders).encode("utf-8", "surrogateescape"), _blob(listing.folder_columns))
         if not leave_out and listing.newest_ns() + RACY_NS <= seen_ns:
-            return cls(names_blob(listing), columns_blob(listing), index or tree_lines(files), seen_ns)
+            return cls(names_blob(listing), columns_blob(listing), index or tree_lines(files), seen_ns, *folders)
         kept = listing.select([i for i, name in enumerate(listing.names)
                                if name not in leave_out and trusted(listing.key(i), seen_ns)])
+        if len(kept) != len(listing):
+            folders = (b"", b"")  # the record does not hold every file: the tree must be walked next time
         return cls(names_blob(kept), columns_blob(kept), tree_lines({name: files[name] for name in kept.names}),
-                   seen_ns)
+                   seen_ns, *folders)
 
     def digest(self) -> str:
-        parts = (self.names, self.columns, self.index, str(self.seen_ns).encode())
+        parts = (self.names, self.columns, self.index, str(self.seen_ns).encode(), self.folders, self.folder_columns)
         return hashlib.sha256(b"".join(b"%d:" % len(part) + part for part in parts)).hexdigest()
+
+    def relisted(self, tree: str) -> Listing | None:
+        """The tree listed again from this record's names when none of its folders moved (see
+        :func:`repropack.listing.relist`); None otherwise."""
+        from repropack.listing import relist
+
+        if not self.folders:
+            return None
+        folders = self.folders.decode("utf-8", "surrogateescape").split("\0")
+        names = self.names.decode("utf-8", "surrogateescape").split("\0") if self.names else []
+        dev, ino, size, mtime, ctime = _unblob(self.folder_columns, len(folders))
+        listing = relist(Path(tree), names, folders, (dev, ino, size, mtime, ctime), self.seen_ns)
+        if listing is not None:
+            listing.encoded_names = self.names
+        return listing
 
 
 def names_blob(listing: Listing) -> bytes:
+    if listing.encoded_names is not None:
+        return listing.encoded_names
     return "\0".join(listing.names).encode("utf-8", "surrogateescape")
 
 
 def columns_blob(listing: Listing) -> bytes:
+    return _blob(listing.columns)
+
+
+def _blob(columns: tuple[array[int], ...]) -> bytes:
     if sys.byteorder == "little":
-        return b"".join(column.tobytes() for column in listing.columns)
+        return b"".join(column.tobytes() for column in columns)
     swapped = []
-    for column in listing.columns:
+    for column in columns:
         copy = array("q", column)
         copy.byteswap()
         swapped.append(copy.tobytes())
     return b"".join(swapped)
+
+
+def _unblob(blob: bytes, count: int) -> list[array[int]]:
+    """The five columns of ``count`` entries back from :func:`_blob`'s bytes."""
+    flat = array("q", blob)
+    if sys.byteorder != "little":
+        flat.byteswap()
+    if len(flat) != 5 * count:
+        raise Damaged("a record's names and stat keys do not line up")
+    return [flat[field * count : (field + 1) * count] for field in range(5)]
 
 
 def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
@@ -121,23 +157,21 @@ def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[s
         return record.index, {}
     names = record.names.decode("utf-8", "surrogateescape").split("\0") if record.names else []
     lines = record.index.decode().splitlines()
-    columns = array("q", record.columns)
-    if sys.byteorder != "little":
-        columns.byteswap()
     count = len(names)
-    if len(lines) != count or len(columns) != 5 * count:
-        raise Damaged("a record's names, stat keys and index do not line up")
+    if len(lines) != count:
+        raise Damaged("a record's names and index do not line up")
+    dev, ino, size, mtime, ctime = _unblob(record.columns, count)
     position = {name: j for j, name in enumerate(names)}
     known: dict[str, FileDigest] = {}
     for i, name in enumerate(listing.names):
         j = position.get(name)
         if j is None:
             continue  # a new file
-        recorded = tuple(columns[j + count * field] for field in range(5))
+        recorded = (dev[j], ino[j], size[j], mtime[j], ctime[j])
         key = listing.key(i)
         if recorded == key and trusted(key, record.seen_ns):
-            digest, size, indexed = lines[j].split("  ", 2)
-            if indexed != name or int(size) != key[2]:
+            digest, indexed_size, indexed = lines[j].split("  ", 2)
+            if indexed != name or int(indexed_size) != key[2]:
                 raise Damaged("a record's index does not match its names")
             known[name] = FileDigest(digest, key[2])
     return None, known
@@ -155,6 +189,10 @@ def default_path() -> Path:
 
 class Damaged(Exception):
     """The database is not what this module wrote: it is discarded."""
+
+
+# what reading a damaged record can raise (decoding errors are ValueErrors)
+DAMAGE = (Damaged, ValueError, TypeError, IndexError, KeyError)
 
 
 class StatCache:
@@ -188,10 +226,22 @@ class StatCache:
         is none or the cache cannot help."""
         return self._guarded(lambda conn: _read(conn, tree), default=None)
 
-    def vouch(self, tree: str, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
-        """:func:`vouch` for the record of ``tree``; a record found damaged on the way is discarded."""
-        nothing: tuple[bytes | None, dict[str, FileDigest]] = (None, {})
-        return self._guarded(lambda conn: vouch(_read(conn, tree), listing), default=nothing)
+    def vouch(self, record: Record | None, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
+        """:func:`vouch`, where a record found damaged is discarded (with the whole cache) and vouches for
+        nothing."""
+        try:
+            return vouch(record, listing)
+        except DAMAGE:
+            self._discard()
+            return None, {}
+
+    def relisted(self, tree: str, record: Record | None) -> Listing | None:
+        """:meth:`Record.relisted`, where a record found damaged is discarded and gives nothing."""
+        try:
+            return record.relisted(tree) if record is not None else None
+        except DAMAGE:
+            self._discard()
+            return None
 
     def store(self, tree: str, record: Record) -> bool:
         """Replace the record of ``tree``. Returns whether it was written."""
@@ -199,8 +249,9 @@ class StatCache:
 
         def write(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                conn.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (tree, record.names, record.columns, record.index, record.seen_ns, record.digest(), now))
+                conn.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (tree, record.names, record.columns, record.index, record.seen_ns, record.folders,
+                              record.folder_columns, record.digest(), now))
                 conn.execute("DELETE FROM trees WHERE written_ns < ?", (now - KEEP_NS,))
             return True
 
@@ -233,7 +284,7 @@ class StatCache:
             return default
         try:
             return action(self._connect())
-        except (Damaged, ValueError, TypeError, IndexError, KeyError):  # and decoding errors: a damaged record
+        except DAMAGE:
             self._discard()
         except sqlite3.Error as error:
             code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # the primary of an extended code
@@ -256,13 +307,15 @@ class StatCache:
 
 
 def _read(conn: sqlite3.Connection, tree: str) -> Record | None:
-    row = conn.execute("SELECT names, columns, idx, seen_ns, sha256 FROM trees WHERE path = ?", (tree,)).fetchone()
+    row = conn.execute("SELECT names, columns, idx, seen_ns, folders, folder_columns, sha256 FROM trees "
+                       "WHERE path = ?", (tree,)).fetchone()
     if row is None:
         return None
-    names, columns, index, seen_ns, digest = row
-    if not all(isinstance(blob, bytes) for blob in (names, columns, index)) or not isinstance(seen_ns, int):
+    names, columns, index, seen_ns, folders, folder_columns, digest = row
+    blobs = (names, columns, index, folders, folder_columns)
+    if not all(isinstance(blob, bytes) for blob in blobs) or not isinstance(seen_ns, int):
         raise Damaged(f"the record of {tree} is not what this module writes")
-    record = Record(names, columns, index, seen_ns)
+    record = Record(names, columns, index, seen_ns, folders, folder_columns)
     if record.digest() != digest:
         raise Damaged(f"the record of {tree} does not match its sha256")
     return record
@@ -294,6 +347,7 @@ def _identity(conn: sqlite3.Connection) -> tuple[int, int]:
 def _create(conn: sqlite3.Connection) -> None:
     """The table and the header's identity; the caller holds the write transaction."""
     conn.execute("CREATE TABLE trees (path TEXT PRIMARY KEY, names BLOB NOT NULL, columns BLOB NOT NULL, "
-                 "idx BLOB NOT NULL, seen_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, written_ns INTEGER NOT NULL)")
+                 "idx BLOB NOT NULL, seen_ns INTEGER NOT NULL, folders BLOB NOT NULL, folder_columns BLOB NOT NULL, "
+                 "sha256 TEXT NOT NULL, written_ns INTEGER NOT NULL)")
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA}")

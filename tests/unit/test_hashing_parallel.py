@@ -168,3 +168,71 @@ def test_os_level_reads_release_no_descriptors(mixed: Path) -> None:
     after = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     assert after <= before
 
+
+
+# -- the stat pass on two processes -------------------------------------------------------------------------
+@pytest.fixture
+def many(tmp_path: Path) -> list[str]:
+    paths = []
+    for i in range(40):
+        path = tmp_path / "many" / f"{i % 3}" / f"{i:02d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * i)
+        paths.append(str(path))
+    return paths
+
+
+def test_two_processes_give_the_same_columns_as_one(many: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from repropack import listing
+
+    alone = listing._stat(many)
+    forks: list[int] = []
+    fork = os.fork
+
+    def counting_fork() -> int:
+        pid = fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(os, "fork", counting_fork)
+    assert listing.stat_columns(many) == alone and len(forks) == 1
+    assert list(listing.stat_columns(many)[2]) == list(range(40))  # sizes, in the order given
+
+
+def test_a_file_gone_before_its_stat_is_an_error_and_no_child_is_left(
+    many: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repropack import listing
+
+    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
+    os.unlink(many[3])  # in the child's half
+    with pytest.raises(FileNotFoundError):
+        listing.stat_columns(many)
+    os.unlink(many[30])  # in the parent's half
+    with pytest.raises(FileNotFoundError):
+        listing.stat_columns(many)
+    listing.collect_children(wait=True)  # those still exiting when their answer came
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was collected
+
+
+def test_no_fork_while_other_threads_run(many: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from repropack import listing
+
+    def no_fork() -> int:
+        raise AssertionError("forked while another thread ran")
+
+    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(os, "fork", no_fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert listing.stat_columns(many) == listing._stat(many)
+    finally:
+        stop.set()
+        other.join()

@@ -77,3 +77,17 @@ def test_a_datasets_paths_are_checked_from_the_experiment_folder(
     with pytest.raises(BadInput, match=r"data/\.config/gcloud/adc\.json") as caught:
         freeze_experiment(experiment)
     assert "readme" not in str(caught.value) and "in the dataset 'cloud'" in str(caught.value)
+
+
+def test_the_quick_look_is_one_search_for_any_fragment() -> None:
+    import re
+
+    from repropack.freeze.secrets import _trie
+
+    words = ("ab", "abd", "b.c", "xyz")
+    found = re.compile(_trie(words))
+    assert found.pattern == r"(?:ab(?:d)?|b\.c|xyz)"
+    for text in ("..ab..", "abd", "a b.c", "wxyz"):
+        assert found.search(text), text
+    for text in ("a", "bxc", "xy", "ba", ""):
+        assert not found.search(text), text

@@ -9,6 +9,7 @@ import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ def record(files: dict[str, tuple[StatKey, bytes]], seen_ns: int = NOW) -> Recor
 
 def vouched(cache: StatCache, tree: str, keys: dict[str, StatKey]) -> dict[str, str]:
     """name -> sha256 of what the cache vouches for, whether whole or file by file."""
-    whole, known = cache.vouch(tree, listing(keys))
+    whole, known = cache.vouch(cache.lookup(tree), listing(keys))
     if whole is not None:
         assert not known
         return {name: d.sha256 for name, d in hashing.FileIndex(whole, sorted(keys), 0).files.items()}
@@ -62,7 +63,7 @@ KEY: StatKey = (2049, 1234, 5, OLD, OLD)
 def test_an_unchanged_tree_is_vouched_for_whole(cache: StatCache) -> None:
     files = {"a.txt": (KEY, b"hello"), "sub/b.txt": ((2049, 99, 5, OLD, OLD), b"world")}
     assert cache.store("/data", record(files))
-    whole, known = cache.vouch("/data", listing({name: key for name, (key, _) in files.items()}))
+    whole, known = cache.vouch(cache.lookup("/data"), listing({name: key for name, (key, _) in files.items()}))
     assert whole == f"{sha(b'hello')}  5  a.txt\n{sha(b'world')}  5  sub/b.txt\n".encode() and known == {}
 
 
@@ -83,7 +84,7 @@ def test_any_changed_stat_field_is_not_vouched_for(cache: StatCache, field: int)
 
 def test_a_new_file_is_not_vouched_for_and_the_rest_are(cache: StatCache) -> None:
     cache.store("/data", record({"a.txt": (KEY, b"hello")}))
-    whole, known = cache.vouch("/data", listing({"a.txt": KEY, "new.txt": (2049, 7, 1, OLD, OLD)}))
+    whole, known = cache.vouch(cache.lookup("/data"), listing({"a.txt": KEY, "new.txt": (2049, 7, 1, OLD, OLD)}))
     assert whole is None and set(known) == {"a.txt"}
 
 
@@ -200,7 +201,7 @@ def test_a_racy_entry_in_the_database_is_still_not_trusted(cache: StatCache) -> 
     with sqlite3.connect(cache.path) as conn:
         conn.execute("UPDATE trees SET names = ?, columns = ?, idx = ?, seen_ns = ?, sha256 = ?",
                      (forged.names, forged.columns, forged.index, forged.seen_ns, forged.digest()))
-    assert cache.vouch("/data", listing({"racy": racy})) == (None, {})
+    assert cache.vouch(cache.lookup("/data"), listing({"racy": racy})) == (None, {})
     assert not cache.discarded
 
 
@@ -371,3 +372,102 @@ def test_the_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert StatCache.default() is None
     monkeypatch.setenv("REPROPACK_NO_CACHE", "0")
     assert StatCache.default() is not None
+
+
+# -- listing again without a walk: only while no folder moved -------------------------------------------------
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The trees walked (the others were listed again from the cache's record)."""
+    from repropack import listing as listing_module
+
+    seen: list[str] = []
+    original = listing_module._walk
+
+    def counting(tree: str) -> Any:
+        seen.append(tree)
+        return original(tree)
+
+    monkeypatch.setattr(listing_module, "_walk", counting)
+    return seen
+
+
+def dataset(root: Path) -> Path:
+    for name in ("a.txt", "sub/b.txt", "sub/deeper/c.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(name.encode())
+    return root
+
+
+def test_an_unchanged_tree_is_not_walked_again(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, walks: list[str]
+) -> None:
+    data = dataset(tmp_path / "data")
+    first = hash_tree(data, cache=cache)
+    again = hash_tree(data, cache=cache)
+    assert walks == [str(data)] and again.index == first.index and again.stats.cached_files == 3
+
+
+@pytest.mark.parametrize("change", ["added", "removed", "renamed", "added, folder time set back", "new folder"])
+def test_a_changed_folder_is_walked_and_its_files_found(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, walks: list[str], change: str
+) -> None:
+    data = dataset(tmp_path / "data")
+    hash_tree(data, cache=cache)
+    deeper = data / "sub" / "deeper"
+    before = os.stat(deeper)
+    expected = {"a.txt", "sub/b.txt", "sub/deeper/c.txt"}
+    if change.startswith("added"):
+        (deeper / "new.txt").write_bytes(b"new")
+        expected.add("sub/deeper/new.txt")
+        if change.endswith("set back"):
+            os.utime(deeper, ns=(before.st_atime_ns, before.st_mtime_ns))  # ctime still tells
+    elif change == "removed":
+        (deeper / "c.txt").unlink()
+        expected.remove("sub/deeper/c.txt")
+    elif change == "renamed":
+        (deeper / "c.txt").rename(deeper / "d.txt")
+        expected = expected - {"sub/deeper/c.txt"} | {"sub/deeper/d.txt"}
+    else:
+        (deeper / "more").mkdir()
+        (deeper / "more" / "e.txt").write_bytes(b"e")
+        expected.add("sub/deeper/more/e.txt")
+    again = hash_tree(data, cache=cache)
+    assert set(again.files) == expected and len(walks) == 2
+
+
+def test_a_linked_folder_that_changed_is_walked(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, walks: list[str]
+) -> None:
+    data = dataset(tmp_path / "data")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_bytes(b"x")
+    (data / "linked").symlink_to(tmp_path / "elsewhere")
+    hash_tree(data, cache=cache)
+    (tmp_path / "elsewhere" / "y.txt").write_bytes(b"y")  # the link's own folder does not move
+    assert "linked/y.txt" in hash_tree(data, cache=cache).files and len(walks) == 2
+
+
+def test_a_folder_changed_within_the_racy_window_is_walked(
+    tmp_path: Path, cache: StatCache, walks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = dataset(tmp_path / "data")
+    for path in [*data.rglob("*.txt")]:
+        os.utime(path, ns=(OLD, OLD))  # the files look old; the folders were just made
+    monkeypatch.setattr(statcache, "RACY_NS", 0)
+    hash_tree(data, cache=cache)
+    monkeypatch.setattr(statcache, "RACY_NS", 3600 * 10**9)  # now every folder counts as just changed
+    hash_tree(data, cache=cache)
+    assert len(walks) == 2
+
+
+def test_a_record_missing_some_files_is_never_used_to_list(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, walks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = dataset(tmp_path / "data")
+    moved = hashing._moved
+    monkeypatch.setattr(hashing, "_moved", lambda listing, hashed: {"a.txt"})  # as if a.txt changed while read
+    hash_tree(data, cache=cache)
+    monkeypatch.setattr(hashing, "_moved", moved)
+    again = hash_tree(data, cache=cache)
+    assert set(again.files) == {"a.txt", "sub/b.txt", "sub/deeper/c.txt"} and again.stats.hashed_files == 1
+    assert len(walks) == 2
