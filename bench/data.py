@@ -1,7 +1,8 @@
 """Dataset hashing inside `repropack freeze`: cold against single-thread hashlib, warm, one file changed.
 
 The dataset's share of a freeze is the freeze's time minus the same experiment's freeze without that
-dataset, each the median of several runs interleaved with the other so that drift hits both alike.
+dataset: each freeze with it is paired with the freezes without it just before and after (so that the
+machine's drift cancels out), and the medians of those shares are reported.
 """
 
 from __future__ import annotations
@@ -87,28 +88,37 @@ def scenario(bench: Bench) -> list[Row]:
         seconds, done = bench.timed([*cli, "freeze", which, "-o", out, "--json"], env=env)
         return seconds, json.loads(done.stdout)
 
-    baseline, small, cold, warm, changed = [], [], [], [], []
+    baseline: list[float] = []
+    small: list[float] = []  # freezes without the dataset
+    cold: list[float] = []  # shares: a freeze with the dataset less the mean of its two neighbours without
+    warm: list[float] = []
+    changed: list[float] = []
     disk_baseline: list[float] = []
     disk_cold: list[float] = []
     counts: list[dict[str, int]] = []
     large = sorted((data / "large").iterdir())
+
+    def without() -> float:
+        small.append(freeze(spec, cache)[0])
+        return small[-1]
+
+    def share(before: float, seconds: float) -> float:
+        """``seconds`` less the freezes without the dataset just before and just after it: paired, so that
+        the machine's drift (tens of ms here from one run to the next) cancels out."""
+        return seconds - (before + without()) / 2
+
     for round_ in range(repeat):
         bench.log(f"data: round {round_ + 1}/{repeat}")
         cache = bench.scratch / f"cache-{round_}"
         baseline.append(single_thread_hashlib(paths))
-        small.append(freeze(spec, cache)[0])
-        cold.append(freeze(big, cache)[0])
+        cold.append(share(without(), freeze(big, cache)[0]))
         for _ in range(WARM_PAIRS):  # a share of tens of ms is a difference of two noisy timings: many pairs
-            small.append(freeze(spec, cache)[0])
-            warm.append(freeze(big, cache)[0])
-        if drop_page_cache():
-            disk_baseline.append(single_thread_hashlib(paths))
-            drop_page_cache()
-            disk_cold.append(freeze(big, bench.scratch / f"cache-disk-{round_}")[0])
+            warm.append(share(small[-1], freeze(big, cache)[0]))
         change_one_file(large[round_ % len(large)], round_)
         time.sleep(QUIET_S)  # the edit is older than the racy window, as after a human's edit
+        before = without()
         seconds, answer = freeze(big, cache)
-        changed.append(seconds)
+        changed.append(share(before, seconds))
         if "hashed" in answer:
             counts.append(answer["hashed"])
         else:  # the CLI does not report them (yet): the same change, counted through the library
@@ -116,9 +126,17 @@ def scenario(bench: Bench) -> list[Row]:
             time.sleep(QUIET_S)
             counts.append(count_hashed(big, cache))
     floor = median(small)
-    cold_share = median(cold) - floor
-    warm_share = median(warm) - floor
-    changed_share = median(changed) - floor
+    for round_ in range(repeat):  # last: emptying the page cache slows whatever runs next
+        if not drop_page_cache():
+            break
+        bench.log(f"data: from disk {round_ + 1}/{repeat}")
+        disk_baseline.append(single_thread_hashlib(paths))
+        drop_page_cache()
+        before = without()  # also brings the interpreter's own files back into memory
+        disk_cold.append(share(before, freeze(big, bench.scratch / f"cache-disk-{round_}")[0]))
+    cold_share = median(cold)
+    warm_share = median(warm)
+    changed_share = median(changed)
     base = median(baseline)
     in_process = hash_split(data, bench.scratch / "cache-split", repeat)
     hashed_files = sorted({c["hashed_files"] for c in counts})
@@ -130,14 +148,15 @@ def scenario(bench: Bench) -> list[Row]:
             alone_warm / alone_cold, "(component)", None, note="a stat per file, one cache record read"),
         Row("data", "cold share of freeze (1 GiB, 20,064 files)", cold_share, "s", base,
             "single-thread hashlib", base / cold_share, ">= 1.3x faster", base / cold_share >= 1.3,
-            note=f"freeze with data {median(cold):.2f} s minus without {floor:.2f} s; warm page cache",
+            note=f"each a freeze with the data less the two without it beside it (median without: {floor:.2f} s); "
+                 "warm page cache",
             samples=cold, baseline_samples=baseline, extra={"without_data": small, "files": files, "bytes": size,
                                                             "in_process": in_process}),
-        *disk_rows(disk_cold, disk_baseline, floor, warm_share),
+        *disk_rows(disk_cold, disk_baseline, warm_share),
         Row("data", "warm share (unchanged, stat cache)", warm_share, "s", cold_share, "cold share",
             warm_share / cold_share, "<= 0.10x", warm_share / cold_share <= 0.10,
             note=f"hash_tree alone: warm {alone_warm:.3f} s = {alone_warm / cold_share:.0%} of the cold share; "
-                 "the rest is per-file work outside hashing (index, secret-name check, cache record)", samples=warm),
+                 "the rest: the secret-name quick look over every path, the manifest", samples=warm),
         Row("data", "one 16 MiB file changed", changed_share, "s", cold_share, "cold share",
             changed_share / cold_share, "re-hash only that file", hashed_files == [1],
             note=f"files re-hashed per run: {', '.join(map(str, hashed_files))}", samples=changed,
@@ -145,13 +164,13 @@ def scenario(bench: Bench) -> list[Row]:
     ]
 
 
-def disk_rows(disk_cold: list[float], disk_baseline: list[float], floor: float, warm_share: float) -> list[Row]:
+def disk_rows(disk_cold: list[float], disk_baseline: list[float], warm_share: float) -> list[Row]:
     """The cold share again with the page cache emptied first (each side): reading from the disk, as a
     dataset larger than memory always is. Shown beside the targets, which are measured on a warm page
     cache (there the work is the hashing itself, the stricter test of using both cores)."""
     if not disk_cold:
         return []
-    share = median(disk_cold) - floor
+    share = median(disk_cold)
     base = median(disk_baseline)
     return [Row("data", "cold share, page cache emptied (from disk)", share, "s", base,
                 "single-thread hashlib, page cache emptied", base / share, "(context)", None,

@@ -182,16 +182,17 @@ def _cached(index: bytes, listing: Listing) -> TreeHashes:
 
 
 def _moved(listing: Listing, hashed: dict[str, _Hashed]) -> set[str]:
-    """The files read as they changed: their stat after reading is not the one listed, or they did not
-    have the listed size. They are left out of the cache's record."""
+    """The files read as they changed: they did not have the listed size, or (large files, read over many
+    calls) their stat after reading is not the one listed. They are left out of the cache's record."""
     dev, ino, size, mtime, ctime = listing.columns
     moved = set()
     for i, name in enumerate(listing.names):
         if name in hashed:
             digest, after = hashed[name]
-            if (after.st_mtime_ns != mtime[i] or after.st_ctime_ns != ctime[i] or after.st_size != size[i]
-                    or digest.size != size[i] or (after.st_ino != ino[i] and signed(after.st_ino) != ino[i])
-                    or (after.st_dev != dev[i] and signed(after.st_dev) != dev[i])):
+            if digest.size != size[i] or (after is not None and (
+                    after.st_mtime_ns != mtime[i] or after.st_ctime_ns != ctime[i] or after.st_size != size[i]
+                    or (after.st_ino != ino[i] and signed(after.st_ino) != ino[i])
+                    or (after.st_dev != dev[i] and signed(after.st_dev) != dev[i]))):
                 moved.add(name)
     return moved
 
@@ -207,7 +208,7 @@ def tree_digest(files: dict[str, FileDigest]) -> str:
 
 
 # -- the hashing itself ------------------------------------------------------------------------------------
-_Hashed = tuple[FileDigest, os.stat_result]  # the digest, and the file's stat once it was read
+_Hashed = tuple[FileDigest, os.stat_result | None]  # the digest, and the file's stat once read (large files)
 
 
 class _Progress:
@@ -255,26 +256,23 @@ def _hash_large(path: str, progress: _Progress | None) -> _Hashed:
 
 
 def _hash_small(path: str, expected_size: int) -> _Hashed:
-    """A small file in as few system calls as it takes: open, one read of it all, fstat, close. Asking for
-    one byte more than expected tells a grown file; a read that ends short of the size fstat gives (a
-    shrunk file's, or a file system's short read) goes on to the end of the file."""
+    """A small file in as few system calls as it takes: open, one read, close. Asking for one byte more
+    than listed tells a grown file; fewer bytes than listed, a shrunk one (or a file system's short read):
+    either is read on to its end. No stat after reading: a file that changes while it is read gets a new
+    change time, which the next listing sees (the stat cache's racy rule covers the same clock tick)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         want = min(expected_size + 1, CHUNK)
         data = os.read(fd, want)
         digest = hashlib.sha256(data)
         size = len(data)
-        after = os.fstat(fd)
-        while size == want or size < after.st_size:
-            chunk = os.read(fd, CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-            after = os.fstat(fd)
+        if size != expected_size:
+            while chunk := os.read(fd, CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
     finally:
         os.close(fd)
-    return FileDigest(digest.hexdigest(), size), after
+    return FileDigest(digest.hexdigest(), size), None
 
 
 def default_workers() -> int:

@@ -263,6 +263,9 @@ class StatCache:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # No fsync: transactions stay atomic against a killed run (the journal is still written); a power
+        # cut may damage the file, and a damaged cache is discarded, never trusted (each row has its sha256).
+        conn.execute("PRAGMA synchronous = OFF")
         try:
             if _identity(conn) != (APPLICATION_ID, SCHEMA):
                 with _transaction(conn):  # decided under the write lock: another run may be making it right now

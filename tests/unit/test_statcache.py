@@ -218,21 +218,40 @@ def test_a_just_written_file_is_hashed_again_next_time(tmp_path: Path, cache: St
     assert again.files["fresh"].sha256 == sha(b"two")
 
 
-def test_a_file_that_changes_while_read_is_not_recorded(
+@pytest.mark.parametrize("size", [5, 300_000], ids=["small", "large"])
+def test_a_file_that_changes_while_read_is_hashed_again_next_time(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Another program rewrites the file (same size) just as it is read: this run may see either content,
+    but the next one must not trust the record, and must find the new content."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "moving").write_bytes(b"1" * size)
+    for name in ("_hash_small", "_hash_large"):
+        original = getattr(hashing, name)
+
+        def rewritten_meanwhile(path: str, *args: Any, _original: Any = original) -> Any:
+            result = _original(path, *args)
+            Path(path).write_bytes(b"2" * size)  # after the read, before the record is written
+            return result
+
+        monkeypatch.setattr(hashing, name, rewritten_meanwhile)
+    hash_tree(data, cache=cache)
+    monkeypatch.undo()
+    monkeypatch.setattr(statcache, "RACY_NS", 0)
+    again = hash_tree(data, cache=cache)
+    assert again.stats.hashed_files == 1 and again.files["moving"].sha256 == sha(b"2" * size)
+
+
+def test_a_file_whose_size_was_not_the_listed_one_is_not_recorded(
     tmp_path: Path, cache: StatCache, no_racy_wait: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "moving").write_bytes(b"12345")
+    (data / "a").write_bytes(b"12345")
     original = hashing._hash_small
-
-    def changed_meanwhile(path: str, size: int) -> tuple[hashing.FileDigest, os.stat_result]:
-        digest, after = original(path, size)
-        fields = list(after)
-        fields[8] += 1  # st_mtime (whole seconds): the stat after reading is not the one before
-        return digest, os.stat_result(fields)
-
-    monkeypatch.setattr(hashing, "_hash_small", changed_meanwhile)
+    monkeypatch.setattr(hashing, "_hash_small",
+                        lambda path, size: (hashing.FileDigest(original(path, size)[0].sha256, size + 1), None))
     hash_tree(data, cache=cache)
     monkeypatch.setattr(hashing, "_hash_small", original)
     assert hash_tree(data, cache=cache).stats.hashed_files == 1
