@@ -49,6 +49,7 @@ APPLICATION_ID = 0x52505354  # "RPST": the file is repropack's stat cache, not s
 RACY_NS = 2_000_000_000  # 2 s: the coarsest common timestamp granularity (FAT), with room for clock jitter
 KEEP_NS = 180 * 24 * 3600 * 10**9  # records not rewritten for this long are dropped (datasets long gone)
 BUSY_TIMEOUT_S = 5.0
+PAGE_SIZE = 65536  # SQLite's largest: a record of many files is read in a few pages, not hundreds
 
 StatKey = tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns
 
@@ -95,8 +96,12 @@ class Record:
                    seen_ns, *folders)
 
     def digest(self) -> str:
-        parts = (self.names, self.columns, self.index, str(self.seen_ns).encode(), self.folders, self.folder_columns)
-        return hashlib.sha256(b"".join(b"%d:" % len(part) + part for part in parts)).hexdigest()
+        digest = hashlib.sha256()
+        for part in (self.names, self.columns, self.index, str(self.seen_ns).encode(), self.folders,
+                     self.folder_columns):
+            digest.update(b"%d:" % len(part))
+            digest.update(part)
+        return digest.hexdigest()
 
     def relisted(self, tree: str) -> Listing | None:
         """The tree listed again from this record's names when none of its folders moved (see
@@ -266,6 +271,7 @@ class StatCache:
         # No fsync: transactions stay atomic against a killed run (the journal is still written); a power
         # cut may damage the file, and a damaged cache is discarded, never trusted (each row has its sha256).
         conn.execute("PRAGMA synchronous = OFF")
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # takes effect only in a new, empty file
         try:
             if _identity(conn) != (APPLICATION_ID, SCHEMA):
                 with _transaction(conn):  # decided under the write lock: another run may be making it right now
