@@ -22,7 +22,7 @@ SMALL_FILES = 20_000
 SMALL_SIZE = 4 << 10
 FOLDERS = 200
 QUIET_S = 2.1  # a file must be this old for the stat cache to trust it (its racy rule is 2 s)
-WARM_PAIRS = 5  # warm freezes per round, each after a freeze without the dataset
+WARM_PAIRS = 8  # warm freezes per round, each after a freeze without the dataset
 
 
 def make_dataset(root: Path) -> tuple[int, int]:
