@@ -191,41 +191,35 @@ def many(tmp_path: Path) -> list[str]:
     return paths
 
 
-def test_two_processes_give_the_same_columns_as_one(many: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the children the listing forks (and the listing told to fork from two files on)."""
     from repropack import listing
 
-    alone = listing._stat(many)
-    forks: list[int] = []
-    fork = os.fork
-
-    def counting_fork() -> int:
-        pid = fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(os, "fork", counting_fork)
-    assert listing.stat_columns(many) == alone and len(forks) == 1
-    assert list(listing.stat_columns(many)[2]) == list(range(40))  # sizes, in the order given
-
-
-def test_a_file_gone_before_its_stat_is_an_error_and_no_child_is_left(
-    many: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from repropack import listing
-
-    children: list[int] = []
+    forked: list[int] = []
     fork = os.fork
 
     def recording_fork() -> int:
         pid = fork()
         if pid:
-            children.append(pid)
+            forked.append(pid)
         return pid
 
     monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
     monkeypatch.setattr(os, "fork", recording_fork)
+    return forked
+
+
+def test_two_processes_give_the_same_columns_as_one(many: list[str], children: list[int]) -> None:
+    from repropack import listing
+
+    assert listing.stat_columns(many) == listing._stat(many) and len(children) == 1
+    assert list(listing.stat_columns(many)[2]) == list(range(40))  # sizes, in the order given
+
+
+def test_a_file_gone_before_its_stat_is_an_error_and_no_child_is_left(many: list[str], children: list[int]) -> None:
+    from repropack import listing
+
     os.unlink(many[3])  # in the child's half
     with pytest.raises(FileNotFoundError):
         listing.stat_columns(many)
