@@ -73,6 +73,13 @@ def freeze_dataset(
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
                        hint="Check that the files exist and are readable.") from None
+    except UnicodeEncodeError as error:  # the index names every file in UTF-8
+        text = str(error.object)
+        line = text[text.rfind("\n", 0, error.start) + 1 : text.find("\n", error.end) % (len(text) + 1)]
+        name = line.split("  ", 2)[-1].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise BadInput(f"Dataset '{dataset.name}': the file name {name} is not valid UTF-8, and the dataset's index, "
+                       "which the image holds, names every file in UTF-8.",
+                       hint="Rename the file (for example with convmv), then freeze again.") from None
     if not hashed.index.count:
         raise BadInput(f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
                        hint="Point it at the data, or remove the dataset.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,14 @@ def test_datasets_digest_changes_with_a_dataset_name(folder: Path, tmp_path: Pat
 
 def test_datasets_digest_of_nothing_is_the_empty_tree() -> None:
     assert datasets_digest({}) == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    (folder / "ok.txt").write_bytes(b"fine")
+    with open(os.fsencode(folder) + b"/caf\xe9.txt", "wb") as handle:  # 'café' in Latin-1
+        handle.write(b"x")
+    with pytest.raises(BadInput, match=r"caf\\xe9\.txt is not valid UTF-8") as caught:
+        freeze_dataset(Dataset("names", folder, embed=False))
+    assert caught.value.exit_code == 2 and "Rename" in caught.value.hint
