@@ -1,3 +1,3 @@
-from repropack.cli import main
+from repropack.cli import console
 
-main()
+console()
