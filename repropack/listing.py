@@ -86,18 +86,16 @@ def scan(path: Path) -> Listing:
                    [name for name, _ in folders], _columns([st for _, st in folders]))
 
 
-def relist(path: Path, names: list[str], folders: list[str], folder_columns: Columns, since_ns: int) -> Listing | None:
+def relist(path: Path, names: list[str], folders: list[str], folder_columns: Columns) -> Listing | None:
     """The listing of the folder at ``path`` without walking it, when its folders are exactly as listed
-    before (``folders``, ``folder_columns``) and were already quiet at ``since_ns`` (their times at least
-    the racy window older: a change in the same clock tick could leave a folder's times as they were);
-    None when they are not, or a file cannot be stat-ed: then the tree must be walked."""
-    from repropack.statcache import RACY_NS
-
+    before (``folders``, ``folder_columns``): the files are then ``names``, stat-ed again. None when a
+    folder moved, or a file cannot be stat-ed: then the tree must be walked. (Whether folders that did not
+    move can be trusted, the racy rule, is the stat cache's to say before it asks.)"""
     tree = os.fspath(path)
     lead = tree + os.sep
     try:
         now = _stat([tree if name == "." else lead + name for name in folders])
-        if not folders or now != folder_columns or max(max(now[3]), max(now[4])) + RACY_NS > since_ns:
+        if not folders or now != folder_columns:
             return None
         return Listing(names, stat_columns([lead + name for name in names]), folders, now)
     except OSError:

@@ -64,10 +64,6 @@ BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 DAMAGED_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_ERROR}
 
 
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def trusted(key: StatKey, seen_ns: int) -> bool:
     """Whether an entry whose stat was taken at ``seen_ns`` may vouch for the file (the racy rule)."""
     return max(key[3], key[4]) + RACY_NS <= seen_ns
@@ -117,9 +113,11 @@ class Record:
         if not self.folders:
             return None
         folders = self.folders.decode("utf-8", "surrogateescape").split("\0")
-        names = self.names.decode("utf-8", "surrogateescape").split("\0") if self.names else []
         dev, ino, size, mtime, ctime = _unblob(self.folder_columns, len(folders))
-        listing = relist(Path(tree), names, folders, (dev, ino, size, mtime, ctime), self.seen_ns)
+        if max(max(mtime), max(ctime)) + RACY_NS > self.seen_ns:
+            return None  # a folder changed in the same clock tick as its stat could look unchanged: walk
+        names = self.names.decode("utf-8", "surrogateescape").split("\0") if self.names else []
+        listing = relist(Path(tree), names, folders, (dev, ino, size, mtime, ctime))
         if listing is not None:
             listing.encoded_names = self.names
         return listing

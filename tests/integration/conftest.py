@@ -181,6 +181,12 @@ class Experiment:
     def tag(self, suffix: str) -> str:
         return f"{TEST_IMAGE_PREFIX}{suffix}:{os.getpid()}"
 
+    def build(self, suffix: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, object]:
+        """``repropack build --json --tag`` (tagged with ``suffix``), which must succeed; its JSON answer."""
+        built = repropack("build", str(self.spec), "--json", "--tag", self.tag(suffix), *extra, env=env)
+        assert built.code == 0, built.stdout + built.stderr
+        return built.json()
+
 
 @pytest.fixture
 def make_experiment(tmp_path: Path) -> Callable[..., Experiment]:

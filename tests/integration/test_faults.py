@@ -168,9 +168,9 @@ def test_a_hanging_command_times_out_with_exit_4(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
     experiment = make_experiment(name="hang", config={"sleep": 600})
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("hang"))
+    tag = str(experiment.build("hang")["tag"])
     started = time.monotonic()
-    result = repropack("run", str(built.json()["tag"]), "--timeout", "3", "--output", str(tmp_path / "out"))
+    result = repropack("run", tag, "--timeout", "3", "--output", str(tmp_path / "out"))
     assert time.monotonic() - started < 60
     assert result.code == 4 and "timed out" in result.stderr and "sleeping" in result.stderr
     record = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -181,7 +181,7 @@ def test_a_command_killed_for_memory_exits_4_and_says_so(
     make_experiment: Callable[..., Experiment], base_image: str
 ) -> None:
     experiment = make_experiment(name="oom", config={"allocate_mb": 400})
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("oom"))
-    result = repropack("verify", str(built.json()["tag"]), "--memory", "128m")
+    tag = str(experiment.build("oom")["tag"])
+    result = repropack("verify", tag, "--memory", "128m")
     assert result.code == 4, result.stdout + result.stderr
     assert "too much memory" in result.stderr and "allocating" in result.stderr

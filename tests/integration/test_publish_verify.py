@@ -18,9 +18,7 @@ pytestmark = pytest.mark.docker
 
 
 def build_and_publish(experiment: Experiment, registry: str) -> tuple[str, str]:
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("pub"))
-    assert built.code == 0, built.stderr
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("pub")["tag"])
     pushed = repropack("publish", tag, f"{registry}/lab/tiny:v1", "--json")
     assert pushed.code == 0, pushed.stderr
     reference = str(pushed.json()["reference"])
@@ -98,9 +96,8 @@ def test_verify_with_several_seeds_reports_mean_and_spread(
     experiment = make_experiment(
         name="seeds", expected="mean: {value: 6.0, abs_tol: 0.001}\nfirst_random: {value: 0.5, abs_tol: 0.5}"
     )
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("seeds"))
-    assert built.code == 0, built.stderr
-    result = repropack("verify", str(built.json()["tag"]), "--seeds", "0,1,2", "--json")
+    tag = str(experiment.build("seeds")["tag"])
+    result = repropack("verify", tag, "--seeds", "0,1,2", "--json")
     assert result.code == 0, result.stderr
     report = result.json()
     assert [run["seed"] for run in report["runs"]] == [0, 1, 2]  # type: ignore[union-attr]
@@ -112,7 +109,7 @@ def test_verify_with_several_seeds_reports_mean_and_spread(
     assert first["values"] == values
     assert first["actual"] == pytest.approx(statistics.fmean(values))
     assert first["std"] == pytest.approx(statistics.stdev(values))
-    bad = repropack("verify", str(built.json()["tag"]), "--seeds", "0,x")
+    bad = repropack("verify", tag, "--seeds", "0,x")
     assert bad.code == 2 and "--seeds" in bad.stderr
 
 
@@ -121,8 +118,7 @@ def test_verify_is_sandboxed_by_default(make_experiment: Callable[..., Experimen
         name="sandbox",
         expected="interfaces: {value: 1, abs_tol: 0}\nroot_writable: {value: 0, abs_tol: 0}",
     )
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("sandbox"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("sandbox")["tag"])
     sandboxed = repropack("verify", tag, "--json")
     assert sandboxed.code == 0, sandboxed.stdout + sandboxed.stderr  # loopback only, read-only image
     opened = repropack("verify", tag, "--json", "--no-sandbox")
@@ -152,9 +148,8 @@ def test_tampered_images_fail_verification_and_name_the_change(
     change: str, named: str,
 ) -> None:
     experiment = make_experiment(name="tamper")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("tamper"))
-    assert built.code == 0, built.stderr
-    tampered = derive(docker_client, str(built.json()["tag"]), change)
+    tag = str(experiment.build("tamper")["tag"])
+    tampered = derive(docker_client, tag, change)
     try:
         result = repropack("verify", tampered)
         assert result.code == 1, result.stdout + result.stderr
@@ -168,8 +163,7 @@ def test_a_replaced_manifest_fails_verification(
     make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient
 ) -> None:
     experiment = make_experiment(name="manifest")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("manifest"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("manifest")["tag"])
     manifest = repropack("inspect", tag, "--json").json()
     del manifest["sha256"]
     manifest["metrics"]["expected"]["mean"]["value"] = 123.0  # type: ignore[index]
@@ -188,8 +182,7 @@ def test_an_unreachable_registry_is_an_environment_error(
     make_experiment: Callable[..., Experiment], base_image: str
 ) -> None:
     experiment = make_experiment(name="unreachable")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("unreachable"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("unreachable")["tag"])
     pushed = repropack("publish", tag, "127.0.0.1:9/lab/tiny:v1")
     assert pushed.code == 3 and "Traceback" not in pushed.stderr
     assert "127.0.0.1:9" in pushed.stderr
@@ -203,8 +196,7 @@ def test_a_manifest_edited_in_place_fails_verification(
     make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient
 ) -> None:
     experiment = make_experiment(name="edited")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("edited"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("edited")["tag"])
     edit = "RUN sed -i 's/\"value\": 6.0/\"value\": 7.0/' /repro/manifest.json"
     tampered = derive(docker_client, tag, edit)
     try:
@@ -220,9 +212,9 @@ def test_a_registry_that_refuses_the_push_is_an_environment_error(
 ) -> None:
     """A real registry in read-only (maintenance) mode answers every push with an error."""
     experiment = make_experiment(name="refused")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("refused"))
+    tag = str(experiment.build("refused")["tag"])
     with running_registry(tmp_path, read_only=True) as address:
-        pushed = repropack("publish", str(built.json()["tag"]), f"{address}/lab/tiny:v1", "--json")
+        pushed = repropack("publish", tag, f"{address}/lab/tiny:v1", "--json")
     assert pushed.code == 3, pushed.stdout + pushed.stderr
     assert "Pushing" in pushed.stderr and "Traceback" not in pushed.stderr
     assert pushed.stdout == ""  # no reference is claimed for a push that did not complete

@@ -18,9 +18,7 @@ def test_digits_mlp_builds_trains_evaluates_and_verifies(
     base_image: str, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     experiment = copy_recipe(tmp_path, "digits-mlp")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("digits"))
-    assert built.code == 0, built.stderr
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("digits")["tag"])
     manifest = repropack("inspect", tag, "--json").json()
     expected = manifest["metrics"]["expected"]  # type: ignore[index]
     assert manifest["dependencies"]["packages"]["torch"] == "2.13.0+cpu"  # type: ignore[index]

@@ -45,9 +45,7 @@ def test_no_secret_from_the_environment_reaches_the_image_or_the_outputs(
 ) -> None:
     experiment = make_experiment(name="leaks")
     env = {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "GITHUB_TOKEN": FAKE_SECRET}
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("leaks"), env=env)
-    assert built.code == 0, built.stderr
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("leaks", env=env)["tag"])
     image = docker_client.images.get(tag)
     history = json.dumps(docker_client.api.history(image.id))
     inspected = json.dumps(docker_client.api.inspect_image(image.id))
@@ -78,8 +76,7 @@ def test_plain_docker_run_runs_the_experiment_as_the_output_folders_owner(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
     experiment = make_experiment(name="owner")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("owner"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("owner")["tag"])
     out = tmp_path / "out"
     out.mkdir()
     if os.geteuid() == 0:
@@ -102,8 +99,7 @@ def test_run_offers_the_verify_sandbox(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
     experiment = make_experiment(name="runsandbox")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("runsandbox"))
-    tag = str(built.json()["tag"])
+    tag = str(experiment.build("runsandbox")["tag"])
     for flag, interfaces in (("--sandbox", 1), (None, 2)):
         out = tmp_path / (flag or "open")
         args = ["run", tag, "--output", str(out)] + ([flag] if flag else [])
@@ -116,16 +112,16 @@ def test_code_and_data_in_the_image_are_read_only_to_others(
     make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient
 ) -> None:
     experiment = make_experiment(name="modes")
-    built = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag("modes"))
+    tag = str(experiment.build("modes")["tag"])
     listing = docker_client.containers.run(
-        str(built.json()["tag"]),
+        tag,
         entrypoint=["/bin/sh", "-c"],
         command=["find /repro/code /repro/data /repro/config /repro/manifest.json -perm /022 -print"],
         remove=True,
     ).decode()
     assert listing.strip() == ""  # nothing group- or world-writable
     owners = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "stat", str(built.json()["tag"]), "-c", "%u", "/repro/code/train.py"],
+        ["docker", "run", "--rm", "--entrypoint", "stat", tag, "-c", "%u", "/repro/code/train.py"],
         capture_output=True,
         text=True,
         check=True,

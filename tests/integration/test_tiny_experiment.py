@@ -17,12 +17,6 @@ from tests.integration.conftest import Experiment, cached_steps, git, repropack
 pytestmark = pytest.mark.docker
 
 
-def build(experiment: Experiment, suffix: str, *extra: str) -> dict[str, object]:
-    result = repropack("build", str(experiment.spec), "--json", "--tag", experiment.tag(suffix), *extra)
-    assert result.code == 0, result.stderr
-    return result.json()
-
-
 def run_container(image: str, out: Path, *command: str) -> tuple[int, str]:
     """`docker run --rm -v OUT:/output IMAGE COMMAND`, through testcontainers."""
     out.mkdir(parents=True, exist_ok=True)
@@ -38,7 +32,7 @@ def test_build_then_docker_run_then_verify(
 ) -> None:
     experiment = make_experiment()
     head = git(experiment.root, "rev-parse", "HEAD").strip()
-    built = build(experiment, "ok")
+    built = experiment.build("ok")
     assert set(built) >= {"image", "tag", "manifest_digest"}
     image = docker_client.images.get(str(built["tag"]))
     assert image.id == built["image"]
@@ -73,7 +67,7 @@ def test_verify_fails_when_a_metric_is_out_of_tolerance(
     make_experiment: Callable[..., Experiment], base_image: str
 ) -> None:
     experiment = make_experiment(expected="mean: {value: 5.0, abs_tol: 0.5}")
-    built = build(experiment, "wrong")
+    built = experiment.build("wrong")
     verified = repropack("verify", str(built["tag"]), "--json")
     assert verified.code == 1, verified.stderr
     report = verified.json()
@@ -133,7 +127,7 @@ def test_failing_command_exits_4_and_records_the_failure(
     experiment = make_experiment(name="crash")
     (experiment.folder / "config.json").write_text(json.dumps({"scale": 2.0, "crash": True}) + "\n")
     experiment.commit("crash")
-    built = build(experiment, "crash")
+    built = experiment.build("crash")
     out = tmp_path / "out"
     result = repropack("run", str(built["tag"]), "train", "--output", str(out))
     assert result.code == 4
@@ -147,7 +141,7 @@ def test_mounted_data_is_checked_before_the_command_runs(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
     experiment = make_experiment(embed=False, name="mounted")
-    built = build(experiment, "mounted")
+    built = experiment.build("mounted")
     image = str(built["tag"])
 
     missing = repropack("run", image, "--output", str(tmp_path / "a"))
@@ -174,7 +168,7 @@ def test_mounted_data_is_checked_before_the_command_runs(
 
 def test_gpu_required_without_a_gpu_exits_3(make_experiment: Callable[..., Experiment], base_image: str) -> None:
     experiment = make_experiment(gpu="required", name="needsgpu")
-    built = build(experiment, "needsgpu")
+    built = experiment.build("needsgpu")
     result = repropack("run", str(built["tag"]))
     assert result.code == 3
     assert "requires a GPU" in result.stderr
@@ -184,7 +178,7 @@ def test_run_overrides_seed_and_config(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
     experiment = make_experiment(name="overrides")
-    built = build(experiment, "overrides")
+    built = experiment.build("overrides")
     out = tmp_path / "out"
     result = repropack("run", str(built["tag"]), "train", "--set", "scale=3", "--seed", "3", "--output", str(out))
     assert result.code == 0, result.stderr
@@ -206,7 +200,7 @@ def test_inspect_shows_the_manifest_that_freeze_wrote(
     first, second = tmp_path / "f1", tmp_path / "f2"
     assert (first / "manifest.json").read_bytes() == (second / "manifest.json").read_bytes()
     assert (first / "Dockerfile").read_bytes() == (second / "Dockerfile").read_bytes()
-    built = build(experiment, "inspect")
+    built = experiment.build("inspect")
     shown = repropack("inspect", str(built["tag"]), "--json")
     assert shown.code == 0
     assert shown.json() == json.loads((first / "manifest.json").read_text())
