@@ -183,16 +183,25 @@ class Engine:
         raise EnvironmentProblem(f"{path} in {image} is missing or not a regular file.")
 
     @contextlib.contextmanager
-    def files(self, image: str) -> Iterator[ImageFiles]:
+    def files(self, image: str, hidden: tuple[str, ...] = ()) -> Iterator[ImageFiles]:
         """Read an image's files from outside (a created, never started container): nothing in the
-        image runs, so nothing in it can lie about its own content."""
+        image runs, so nothing in it can lie about its own content.
+
+        Each folder in ``hidden`` is covered by an empty volume (not filled from the image), so reading
+        a folder above it does not send what it holds: it reads as an empty folder. The engine resolves a
+        covered path inside the image, links included, so a caller must check that each one read as a
+        folder at its own path before trusting what it did not see."""
+        mounts = [docker.types.Mount(path, None, type="volume", no_copy=True) for path in hidden]
         with engine_errors(f"Reading files of {image}"):
-            container = self.client.api.create_container(image, command=["true"], entrypoint=[])
+            container = self.client.api.create_container(
+                image, command=["true"], entrypoint=[],
+                host_config=self.client.api.create_host_config(mounts=mounts) if mounts else None,
+            )
         try:
             yield ImageFiles(self, container["Id"], image)
         finally:
             with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
-                self.client.api.remove_container(container["Id"], force=True)
+                self.client.api.remove_container(container["Id"], force=True, v=bool(mounts))
 
     # -- registries ----------------------------------------------------------------------------------
     def push(self, reference: str, on_progress: Callable[[PushProgress], None], attempts: int = 3) -> str:

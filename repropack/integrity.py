@@ -4,8 +4,9 @@ Files are read through the engine's archive API from a container that is created
 so nothing in the image can influence the answer. Each check names every mismatch it finds, e.g.
 ``/repro/code/train.py: sha256 differs``.
 
-The two checks that read the image's files (every pinned file, and the installed packages: seconds for a
-torch image) are remembered per image id: an image id is the sha256 of the image's configuration, which
+The package check reads the top of the environment's site-packages and its dist-info folders, not the
+packages' own folders (see ``hidden_folders``). The two checks that read the image's files (every pinned
+file, and the installed packages) are remembered per image id: an image id is the sha256 of the image's configuration, which
 names every layer by the digest of its content, so the same id is the same bytes. Only passing results
 are kept, keyed on the image id and the manifest's digest (and this module's check version); a damaged
 record is deleted, and ``REPROPACK_NO_CACHE=1`` checks everything afresh.
@@ -28,13 +29,14 @@ from typing import IO, Any
 from repropack import __version__
 from repropack.canonical import atomic_write
 from repropack.engine import Engine, ImageFiles
+from repropack.errors import EnvironmentProblem
 from repropack.freeze.data import INDEX_ROOT
 from repropack.freeze.lock import normalize
 from repropack.manifest import digest_of
 
 CHUNK = 1 << 20
 MAX_NAMED = 20  # a report names at most this many mismatches per check, then counts the rest
-CACHE_VERSION = 1  # raise when a cached check changes what it checks: older records then no longer count
+CACHE_VERSION = 2  # raise when a cached check changes what it checks: older records then no longer count
 CACHED_CHECKS = ("files", "packages")
 CACHED_NOTE = " (cached: it held on an earlier verify of this image id)"
 KEEP_S = 180 * 24 * 3600  # records not rewritten for this long are dropped
@@ -133,24 +135,76 @@ def file_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
                   "matches its sha256", sorted(problems))
 
 
-def installed_packages(engine: Engine, image: str, venv: str) -> dict[str, str]:
-    """Name -> version of every distribution installed in the image's environment (from dist-info)."""
-    found: dict[str, str] = {}
+def hidden_folders(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """Folders the package check need not read: each locked distribution's import package by its usual
+    name, and auditwheel's ``NAME.libs`` beside it, at the top of site-packages.
+
+    Only the names at the top of site-packages and the dist-info folders there decide the check, so leaving
+    any other folder unread cannot change its answer, only its cost: torch's own folder is 750 of the 910 MB
+    of a torch environment, and the engine can only list a folder by sending all it holds."""
+    python = manifest["base"].get("python")
+    if not python:
+        return ()
+    site = f"{_venv(manifest)}/lib/python{python}/site-packages"
+    names = {normalize(name).replace("-", "_") for name in manifest["dependencies"]["packages"]}
+    return tuple(sorted(f"{site}/{name}{suffix}" for name in names for suffix in ("", ".libs")))
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The distributions at the top of an environment's site-packages, as pip records them."""
+
+    versions: dict[str, list[str]]  # normalized name -> every version a dist-info says (one, unless tampered)
+    without_metadata: list[str]  # dist-info entries with no METADATA file: nothing pip would leave
+
+
+def _is_top_level(parts: list[str], depth: int) -> bool:
+    """``parts[-depth]`` is an entry of a site-packages folder: vendored dist-info (setuptools/_vendor/...)
+    belongs to its package, not to the environment."""
+    return len(parts) > depth and parts[-depth - 1] == "site-packages"
+
+
+def _read_environment(files: ImageFiles, lib: str, hidden: tuple[str, ...]) -> tuple[Installed, set[str]]:
+    """What ``lib`` holds, and which of ``hidden`` read as folders at their own paths."""
+    versions: dict[str, list[str]] = {}
+    infos: set[str] = set()
+    described: set[str] = set()
+    covered: set[str] = set()
     parser = email.parser.BytesParser()
+    for path, member, content in files.walk(lib):
+        parts = path.split("/")
+        if member.isdir() and path in hidden:
+            covered.add(path)
+        if _is_top_level(parts, 1) and parts[-1].endswith(".dist-info"):
+            infos.add(path)
+        elif (content is not None and parts[-1] == "METADATA" and parts[-2].endswith(".dist-info")
+              and _is_top_level(parts, 2)):
+            headers = parser.parsebytes(content.read(), headersonly=True)
+            versions.setdefault(normalize(str(headers["Name"])), []).append(str(headers["Version"]))
+            described.add(path.rpartition("/")[0])
+    return Installed(versions, sorted(infos - described)), covered
+
+
+def installed_packages(engine: Engine, image: str, venv: str, hidden: tuple[str, ...] = ()) -> Installed:
+    """Every distribution installed in the image's environment (from its dist-info folders).
+
+    ``hidden`` folders are not read (see ``hidden_folders``). The engine resolves them inside the image, so
+    one that is a link could cover something else, a dist-info folder say: unless every one read as a
+    folder at its own path, the environment is read again in full."""
+    if hidden:
+        with contextlib.suppress(EnvironmentProblem):  # e.g. a hidden path is a file: it cannot be covered
+            with engine.files(image, hidden) as files:
+                installed, covered = _read_environment(files, f"{venv}/lib", hidden)
+            if covered == set(hidden):
+                return installed
     with engine.files(image) as files:
-        for path, _member, content in files.walk(f"{venv}/lib"):
-            parts = path.split("/")
-            # only top-level distributions: packages vendor others' dist-info (setuptools/_vendor/...)
-            if content is not None and path.endswith(".dist-info/METADATA") and parts[-3] == "site-packages":
-                headers = parser.parsebytes(content.read(), headersonly=True)
-                found[normalize(str(headers["Name"]))] = str(headers["Version"])
-    return found
+        return _read_environment(files, f"{venv}/lib", ())[0]
 
 
 def package_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
     locked = {normalize(name): version for name, version in manifest["dependencies"]["packages"].items()}
-    venv = manifest["layout"]["python"].removesuffix("/bin/python")
-    installed = installed_packages(engine, image, venv)
+    environment = installed_packages(engine, image, _venv(manifest), hidden_folders(manifest))
+    installed = {name: found[0] for name, found in environment.versions.items()}
     problems = [
         f"{name}: installed but not in the lockfile ({installed[name]})"
         for name in sorted(set(installed) - set(locked))
@@ -160,7 +214,16 @@ def package_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check
         f"{name}: installed {installed[name]}, locked {locked[name]}"
         for name in sorted(set(locked) & set(installed)) if installed[name] != locked[name]
     ]
+    problems += [
+        f"{name}: installed more than once ({', '.join(sorted(found))})"
+        for name, found in sorted(environment.versions.items()) if len(found) > 1
+    ]
+    problems += [f"{path}: a dist-info folder without METADATA" for path in environment.without_metadata]
     return _check("packages", "the installed Python packages are exactly the lockfile's", problems)
+
+
+def _venv(manifest: dict[str, Any]) -> str:
+    return str(manifest["layout"]["python"]).removesuffix("/bin/python")
 
 
 def base_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
@@ -194,7 +257,7 @@ def image_checks(
     digest = str(manifest.get("sha256", ""))
     remembered = cache.get(image, digest) if cache is not None else {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="repropack-packages") as pool:
-        # the package check streams the whole environment (seconds for torch): it reads beside the others
+        # the package check reads beside the others (its own container, its own stream)
         packages = remembered.get("packages")
         pending = None if packages is not None else pool.submit(package_check, engine, image, manifest)
         checks = [

@@ -7,6 +7,7 @@ skip) without it, so a green run always means the real engine was exercised.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 import urllib.request
@@ -269,3 +271,18 @@ def copy_recipe(tmp_path: Path, name: str) -> Experiment:
     experiment = Experiment(root, root / name, root / name / "experiment.yaml")
     experiment.commit("recipe")
     return experiment
+
+
+def derive(client: docker.DockerClient, image: str, dockerfile: str, files: dict[str, bytes] | None = None) -> str:
+    """A tampered copy of ``image``: same labels, one change made by ``dockerfile``'s steps."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in {"Dockerfile": f"FROM {image}\n{dockerfile}\n".encode(), **(files or {})}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    built, _ = client.images.build(fileobj=buffer, custom_context=True, rm=True)
+    tag = f"{image.split(':')[0]}-tampered:{built.id[7:19]}"
+    built.tag(tag)
+    return tag

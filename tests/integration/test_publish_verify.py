@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import docker
 import pytest
 
 from repropack.manifest import seal
-from tests.integration.conftest import Experiment, repropack, running_registry
+from tests.integration.conftest import Experiment, derive, repropack, running_registry
 
 pytestmark = pytest.mark.docker
 
@@ -31,21 +29,6 @@ def forget(client: docker.DockerClient, image: str) -> None:
     client.images.remove(client.images.get(image).id, force=True)
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(image)
-
-
-def derive(client: docker.DockerClient, image: str, dockerfile: str, files: dict[str, bytes] | None = None) -> str:
-    """A tampered copy of ``image``: same labels, one change made by ``dockerfile``'s steps."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in {"Dockerfile": f"FROM {image}\n{dockerfile}\n".encode(), **(files or {})}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    built, _ = client.images.build(fileobj=buffer, custom_context=True, rm=True)
-    tag = f"{image.split(':')[0]}-tampered:{built.id[7:19]}"
-    built.tag(tag)
-    return tag
 
 
 def test_publish_forget_then_verify_by_reference_and_from_the_paper_manifest(

@@ -8,17 +8,22 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.conftest import copy_recipe, repropack
+from tests.integration.conftest import copy_recipe, derive, repropack
 from tests.integration.test_tiny_experiment import run_container
 
 pytestmark = pytest.mark.docker
 
 
+@pytest.fixture(scope="module")
+def digits(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The recipe's image, built once for this module."""
+    return str(copy_recipe(tmp_path_factory.mktemp("recipe"), "digits-mlp").build("digits")["tag"])
+
+
 def test_digits_mlp_builds_trains_evaluates_and_verifies(
-    base_image: str, docker_client: docker.DockerClient, tmp_path: Path
+    digits: str, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
-    experiment = copy_recipe(tmp_path, "digits-mlp")
-    tag = str(experiment.build("digits")["tag"])
+    tag = digits
     manifest = repropack("inspect", tag, "--json").json()
     expected = manifest["metrics"]["expected"]  # type: ignore[index]
     assert manifest["dependencies"]["packages"]["torch"] == "2.13.0+cpu"  # type: ignore[index]
@@ -55,3 +60,33 @@ def test_digits_mlp_builds_trains_evaluates_and_verifies(
     report = verified.json()
     assert report["reproduced"] is True and report["command"] == "evaluate"
     assert set(report["metrics"]) == {"accuracy", "test_loss"}  # type: ignore[arg-type]
+
+
+SITE = "/repro/venv/lib/python3.11/site-packages"
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (f"RUN sed -i 's/^Version: .*/Version: 2.13.1/' {SITE}/torch-2.13.0+cpu.dist-info/METADATA",
+         "torch: installed 2.13.1, locked 2.13.0+cpu"),
+        # the package check leaves locked packages' folders unread (torch's is 750 MB): one that is a link
+        # to an extra distribution's dist-info must not hide it
+        (f"RUN cd {SITE} && mkdir evil-1.0.dist-info && "
+         "printf 'Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n' > evil-1.0.dist-info/METADATA && "
+         "mv jinja2 jinja2.moved && ln -s evil-1.0.dist-info jinja2",
+         "evil: installed but not in the lockfile (1.0)"),
+    ],
+    ids=["version", "link-over-an-extra-package"],
+)
+def test_a_tampered_torch_environment_fails_verification(
+    digits: str, docker_client: docker.DockerClient, change: str, named: str
+) -> None:
+    tampered = derive(docker_client, digits, change)
+    try:
+        result = repropack("verify", tampered)
+        assert result.code == 1, result.stdout + result.stderr
+        assert named in result.stdout
+        assert "running" not in result.stderr  # integrity failed before anything ran
+    finally:
+        docker_client.images.remove(tampered, force=True)
