@@ -6,10 +6,10 @@ so nothing in the image can influence the answer. Each check names every mismatc
 
 The package check reads the top of the environment's site-packages and its dist-info folders, not the
 packages' own folders (see ``hidden_folders``). The two checks that read the image's files (every pinned
-file, and the installed packages) are remembered per image id: an image id is the sha256 of the image's configuration, which
-names every layer by the digest of its content, so the same id is the same bytes. Only passing results
-are kept, keyed on the image id and the manifest's digest (and this module's check version); a damaged
-record is deleted, and ``REPROPACK_NO_CACHE=1`` checks everything afresh.
+file, and the installed packages) are remembered per image id: an image id is the sha256 of the image's
+configuration, which names every layer by the digest of its content, so the same id is the same bytes.
+Only passing results are kept, keyed on the image id and the manifest's digest (and this module's check
+version); a damaged record is deleted, and ``REPROPACK_NO_CACHE=1`` checks everything afresh.
 """
 
 from __future__ import annotations
