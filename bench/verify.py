@@ -38,7 +38,7 @@ def scenario(bench: Bench) -> list[Row]:
         Row("verify", "verify, cold (first verify of this image id)", median(cold), "s", base, "docker run",
             median(cold) - base, "<= +2 s", median(cold) - base <= 2.0, samples=cold, baseline_samples=plain,
             note=f"ratio column: seconds more than docker run; cold - warm = {median(cold) - median(warm):.1f} s, the "
-                 "integrity checks reading the image (the package check streams /repro/venv/lib)"),
+                 "integrity checks reading the image (pinned files; site-packages without the packages' folders)"),
         Row("verify", "verify, warm (integrity results cached)", median(warm), "s", base, "docker run",
             median(warm) - base, "<= +2 s", median(warm) - base <= 2.0, samples=warm, baseline_samples=plain,
             note=f"files/packages checks reported cached: {sorted(cached)}"),
