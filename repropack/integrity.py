@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from repropack import __version__
+from repropack.cachedir import cache_root, disabled
 from repropack.canonical import atomic_write
 from repropack.engine import Engine, ImageFiles
 from repropack.errors import EnvironmentProblem
@@ -279,8 +280,6 @@ class IntegrityCache:
 
     @classmethod
     def default(cls) -> IntegrityCache | None:
-        from repropack.freeze.wheels import cache_root
-        from repropack.statcache import disabled
 
         return None if disabled() else cls(cache_root() / "integrity")
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from repropack.cachedir import cache_root, disabled
+
 if TYPE_CHECKING:
     from repropack.hashing import FileDigest
     from repropack.listing import Listing
@@ -186,13 +188,7 @@ def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[s
     return None, known
 
 
-def disabled() -> bool:
-    return os.environ.get("REPROPACK_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def default_path() -> Path:
-    from repropack.freeze.wheels import cache_root
-
     return cache_root() / "hashes" / f"stat-v{SCHEMA}.sqlite3"
 
 

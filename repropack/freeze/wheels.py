@@ -15,19 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from repropack.cachedir import cache_root
 from repropack.canonical import atomic_write
 from repropack.errors import EnvironmentProblem
 from repropack.freeze.lock import Lock, LockedPackage
 from repropack.hashing import sha256_file
 from repropack.locks import exclusive
-
-
-def cache_root() -> Path:
-    configured = os.environ.get("REPROPACK_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "repropack"
 
 
 def wheelhouse() -> Path:
