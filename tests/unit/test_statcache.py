@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from repropack import hashing, statcache
-from repropack.hashing import FileDigest, hash_tree
+from repropack.hashing import FileDigest, hash_files, hash_tree
 from repropack.listing import Listing, scan
 from repropack.statcache import RACY_NS, Record, StatCache, StatKey
 
@@ -425,6 +425,18 @@ def test_an_unchanged_tree_is_not_walked_again(
     first = hash_tree(data, cache=cache)
     again = hash_tree(data, cache=cache)
     assert walks == [str(data)] and again.index == first.index and again.stats.cached_files == 3
+
+
+def test_a_file_changed_in_place_is_hashed_again_without_a_walk(
+    tmp_path: Path, cache: StatCache, no_racy_wait: None, walks: list[str]
+) -> None:
+    data = dataset(tmp_path / "data")
+    hash_tree(data, cache=cache)
+    with open(data / "sub" / "b.txt", "r+b") as handle:  # in place: no folder moves
+        handle.write(b"B")
+    again = hash_tree(data, cache=cache)
+    assert again.files["sub/b.txt"] == hash_files(data, ["sub/b.txt"])["sub/b.txt"]
+    assert again.stats.hashed_files == 1 and again.stats.cached_files == 2 and len(walks) == 1
 
 
 @pytest.mark.parametrize("change", ["added", "removed", "renamed", "added, folder time set back", "new folder"])
