@@ -1,3 +1,3 @@
-from repropack.cli import console
+from repropack.console import main
 
-console()
+main()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from repropack import __version__
+from repropack import __version__, prefetch
 from repropack.errors import BadInput, ReproError
 
 if TYPE_CHECKING:
@@ -425,6 +425,7 @@ def console() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (repropack ... | head) or stream
             stream.flush()
+    prefetch.cancel()  # a helper whose answers nobody took
     os._exit(code)
 
 

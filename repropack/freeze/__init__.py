@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,10 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     """Every dataset, hashed through one stat cache (none when ``REPROPACK_NO_CACHE`` is set)."""
     if not spec.datasets:
         return {}
+    from repropack import prefetch
     from repropack.statcache import StatCache
 
+    vouched = prefetch.collect()  # what a helper started with the command found unchanged (see prefetch)
     cache = StatCache.default()
     before = [0, 0]  # bytes hashed and to hash by the datasets already done
 
@@ -106,7 +109,8 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     datasets: dict[str, FrozenDataset] = {}
     try:
         for name, dataset in spec.datasets.items():
-            datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress)
+            datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress,
+                                                     vouched=vouched.get(os.path.abspath(dataset.path)))
             before[0] += frozen.stats.hashed_bytes
             before[1] += frozen.stats.hashed_bytes
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, FileIndex, HashStats, ProgressCallback, hash_tree
+from repropack.hashing import FileDigest, FileIndex, HashStats, ProgressCallback, TreeHashes, hash_tree
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
@@ -62,13 +62,15 @@ class FrozenDataset:
 
 
 def freeze_dataset(
-    dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None
+    dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None,
+    vouched: TreeHashes | None = None,
 ) -> FrozenDataset:
-    """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed."""
+    """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed, and
+    ``vouched`` (when given) is what it vouched for the whole dataset already."""
     source = dataset.path
     kind = "file" if source.is_file() else "directory"
     try:
-        hashed = hash_tree(source, cache=cache, on_progress=on_progress)
+        hashed = vouched or hash_tree(source, cache=cache, on_progress=on_progress)
     except OSError as error:
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",

@@ -1,0 +1,168 @@
+"""The helper that stats the datasets while the command line starts: its answers are the freeze's own,
+it never vouches for a changed dataset, and one that is late, broken or not needed leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from repropack import prefetch, statcache
+from repropack.freeze import freeze_datasets
+from repropack.hashing import hash_tree
+from repropack.statcache import StatCache
+from tests.unit.unit_factories import Experiment, MakeExperiment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def no_helper_left() -> Iterator[None]:
+    yield
+    prefetch.cancel()
+
+
+@pytest.fixture
+def with_data(make_experiment: MakeExperiment, monkeypatch: pytest.MonkeyPatch) -> Experiment:
+    """An experiment with a folder dataset whose files the stat cache may trust at once."""
+    monkeypatch.setattr(statcache, "RACY_NS", 0)  # a forked helper inherits it
+    experiment = make_experiment(datasets={"points": {"path": "data/points.csv"}, "tiles": {"path": "tiles"}})
+    for i in range(30):
+        experiment.write(f"tiles/{i % 3}/{i}.bin", os.urandom(100))
+    return experiment
+
+
+def warm(experiment: Experiment) -> None:
+    with StatCache.default() or pytest.fail("the cache is on in these tests") as cache:
+        for dataset in experiment.load().datasets.values():
+            hash_tree(dataset.path, cache=cache)
+
+
+def start(experiment: Experiment) -> int:
+    """Start the helper for ``freeze SPEC``; its process id."""
+    prefetch.start(["freeze", str(experiment.spec_path)])
+    assert prefetch._helper is not None, "no helper was started"
+    return prefetch._helper.pid
+
+
+def gone(pid: int) -> bool:
+    """The process ended and was reaped (no zombie left)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["freeze", "{spec}"], "{spec}"),
+        (["build", "{spec}", "--tag", "lab/x:1"], "{spec}"),
+        (["--debug", "freeze", "-o", "out", "{spec}", "--json"], "{spec}"),
+        (["verify", "{spec}"], None),  # verify freezes nothing
+        (["freeze", "missing.yaml"], None),
+        (["freeze"], None),
+        ([], None),
+    ],
+)
+def test_the_experiment_file_is_found_on_the_command_line(
+    tmp_path: Path, argv: list[str], expected: str | None
+) -> None:
+    spec = tmp_path / "experiment.yaml"
+    spec.write_text("version: 1\n")
+    fill = {"spec": str(spec)}
+    assert prefetch.spec_argument([arg.format(**fill) for arg in argv]) == (
+        expected.format(**fill) if expected else None)
+
+
+def test_the_helpers_answer_is_what_the_freeze_would_find(with_data: Experiment) -> None:
+    warm(with_data)
+    pid = start(with_data)
+    answers = prefetch.collect(wait_s=30)
+    assert set(answers) == {str(with_data.folder / "tiles")}  # a single file is one stat: left to the freeze
+    with StatCache.default() or pytest.fail() as cache:
+        for tree, answer in answers.items():
+            own = hash_tree(Path(tree), cache=cache)
+            assert answer.index.data == own.index.data and answer.index.names == own.index.names
+            assert answer.stats == own.stats and answer.stats.cached_files == own.index.count
+    assert prefetch.collect(wait_s=30) == {}  # given once
+    assert gone(pid)
+
+
+def test_a_dataset_changed_before_the_helper_looked_gets_no_answer(with_data: Experiment) -> None:
+    warm(with_data)
+    with open(with_data.folder / "tiles" / "1" / "4.bin", "r+b") as handle:  # in place: no folder moves
+        handle.write(b"changed")
+    start(with_data)
+    assert prefetch.collect(wait_s=30) == {}
+
+
+def test_the_freeze_takes_the_helpers_answers_instead_of_a_stat_pass(
+    with_data: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repropack.freeze import data as data_module
+
+    warm(with_data)
+    expected = {name: ds.sha256 for name, ds in freeze_datasets(with_data.load()).items()}
+    start(with_data)
+    collect = prefetch.collect
+    monkeypatch.setattr(prefetch, "collect", lambda: collect(wait_s=30))  # the freeze would not wait
+    own = data_module.hash_tree
+    asked: list[Path] = []
+    monkeypatch.setattr(data_module, "hash_tree", lambda path, **k: asked.append(path) or own(path, **k))
+    assert {name: ds.sha256 for name, ds in freeze_datasets(with_data.load()).items()} == expected
+    assert asked == [with_data.folder / "data" / "points.csv"]  # the folder came from the helper
+
+
+def test_a_helper_still_at_work_is_stopped_not_waited_for(
+    with_data: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prefetch, "vouch_datasets", lambda spec: time.sleep(60) or {})  # the fork inherits it
+    started = time.monotonic()
+    pid = start(with_data)
+    assert prefetch.collect() == {}
+    assert time.monotonic() - started < 30 and gone(pid)  # killed and reaped
+
+
+@pytest.mark.parametrize("spec_text", ["version: [", "version: 1\nname: no-datasets-and-invalid\n"])
+def test_a_spec_that_does_not_load_gives_no_answers(make_experiment: MakeExperiment, spec_text: str) -> None:
+    experiment = make_experiment(spec_text=spec_text)
+    pid = start(experiment)
+    assert prefetch.collect(wait_s=30) == {} and gone(pid)
+
+
+def test_with_the_cache_off_there_is_nothing_to_vouch_for(
+    with_data: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm(with_data)
+    monkeypatch.setenv("REPROPACK_NO_CACHE", "1")
+    start(with_data)
+    assert prefetch.collect(wait_s=30) == {}
+
+
+def test_the_console_script_reports_a_dataset_changed_between_two_freezes(
+    with_data: Experiment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through ``python -m repropack``, where the helper runs for real (the racy rule's two
+    seconds included: the subprocess does not inherit this test's shortcut)."""
+    def freeze() -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-m", "repropack", "freeze", str(with_data.spec_path), "--json",
+                               "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, check=False)
+        assert done.returncode == 0, done.stderr
+        manifest: dict[str, object] = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        return manifest
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # a dry run: the base by reference
+    time.sleep(2.1)  # the files are older than the racy window
+    first = freeze()
+    again = freeze()  # the helper vouches this time
+    with open(with_data.folder / "tiles" / "2" / "5.bin", "r+b") as handle:
+        handle.write(b"changed")
+    time.sleep(2.1)
+    changed = freeze()
+    assert first["datasets"] == again["datasets"]
+    assert changed["datasets"]["tiles"] != first["datasets"]["tiles"]  # type: ignore[index]
+    assert changed["datasets"]["points"] == first["datasets"]["points"]  # type: ignore[index]
