@@ -10,6 +10,9 @@ from repropack import prefetch
 
 def main() -> None:
     prefetch.start(sys.argv[1:])
-    from repropack.cli import console
+    try:
+        from repropack.cli import console
 
-    console()
+        console()  # leaves with os._exit (stopping the helper first) unless an error escapes (--debug)
+    finally:
+        prefetch.cancel()
