@@ -122,11 +122,41 @@ def hash_tree(
     cache: StatCache | None = None,
     on_progress: ProgressCallback | None = None,
     workers: int | None = None,
+    listed: Listed | None = None,
 ) -> TreeHashes:
     """Hash the file at ``path`` (named by its own name) or every file under the folder at ``path``,
-    reading only the files ``cache`` cannot vouch for, and recording the tree there."""
+    reading only the files ``cache`` cannot vouch for, and recording the tree there. ``listed``: the tree
+    as :func:`list_tree` listed it a moment ago (instead of listing it now)."""
     with _collector_paused():
-        return _hash_tree(path, cache, on_progress, workers)
+        return _hash_tree(os.path.abspath(path), cache, on_progress, workers, listed)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A tree listed for hashing: its files with their stats, the moment before those stats were taken
+    (the racy rule's reference), and the tree's index when the stat cache vouched for every file."""
+
+    listing: Listing
+    seen_ns: int
+    whole: bytes | None = None
+
+
+def list_tree(path: Path, cache: StatCache | None) -> Listed:
+    """The tree at ``path`` listed as :func:`hash_tree` lists it: from the cache's record when no folder
+    moved (its files stat-ed again), walked otherwise. Reads no file, writes nothing."""
+    with _collector_paused():
+        return _list(os.path.abspath(path), cache)[0]
+
+
+def _list(tree: str, cache: StatCache | None) -> tuple[Listed, dict[str, FileDigest]]:
+    """The tree listed, and the files the cache vouches for."""
+    seen_ns = time.time_ns()  # before any stat: the racy rule compares the files' times with this moment
+    record = cache.lookup(tree) if cache is not None else None
+    # no folder moved: the files are the recorded names, stat-ed again without a walk
+    relisted = cache.relisted(tree, record) if cache is not None and record is not None else None
+    listing = relisted or scan(Path(tree))
+    whole, known = cache.vouch(record, listing) if cache is not None else (None, {})
+    return Listed(listing, seen_ns, whole), known
 
 
 @contextlib.contextmanager
@@ -144,19 +174,19 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _hash_tree(
-    path: Path, cache: StatCache | None, on_progress: ProgressCallback | None, workers: int | None
+    tree: str, cache: StatCache | None, on_progress: ProgressCallback | None, workers: int | None,
+    listed: Listed | None,
 ) -> TreeHashes:
     from repropack.statcache import Record
 
-    seen_ns = time.time_ns()  # before any stat: the racy rule compares the files' times with this moment
-    tree = os.path.abspath(path)
-    record = cache.lookup(tree) if cache is not None else None
-    # no folder moved: the files are the recorded names, stat-ed again without a walk
-    relisted = cache.relisted(tree, record) if cache is not None and record is not None else None
-    listing = relisted or scan(Path(tree))
-    whole, known = cache.vouch(record, listing) if cache is not None else (None, {})
-    if whole is not None:  # nothing moved since the record was made: its index is this tree's
-        return _cached(whole, listing)
+    known: dict[str, FileDigest] = {}
+    if listed is None:
+        listed, known = _list(tree, cache)
+    elif listed.whole is None and cache is not None:
+        known = cache.vouch(cache.lookup(tree), listed.listing)[1]
+    listing = listed.listing
+    if listed.whole is not None:  # nothing moved since the record was made: its index is this tree's
+        return _cached(listed.whole, listing)
     lead = (tree if os.path.isdir(tree) else os.path.dirname(tree)) + os.sep
     sizes = listing.columns[2]
     todo = [(name, lead + name, sizes[i]) for i, name in enumerate(listing.names) if name not in known]
@@ -164,23 +194,12 @@ def _hash_tree(
     files = {name: hashed[name][0] if name in hashed else known[name] for name in listing.names}
     index = FileIndex(tree_lines(files), listing.names, listing.total_bytes())
     if cache is not None:
-        record = Record.of(listing, files, seen_ns, leave_out=_moved(listing, hashed),
+        record = Record.of(listing, files, listed.seen_ns, leave_out=_moved(listing, hashed),
                            index=index.data)
         cache.store(tree, record)
     hashed_bytes = sum(digest.size for digest, _ in hashed.values())
     cached_bytes = sum(digest.size for digest in known.values())
     return TreeHashes(index, HashStats(len(hashed), hashed_bytes, len(known), cached_bytes))
-
-
-def vouched_tree(path: Path, cache: StatCache) -> TreeHashes | None:
-    """The hashes of the tree at ``path`` when ``cache`` vouches for every file in it without a walk (no
-    folder moved, every file as recorded); None otherwise. Reads no file, writes nothing."""
-    tree = os.path.abspath(path)
-    with _collector_paused():
-        record = cache.lookup(tree)
-        relisted = cache.relisted(tree, record) if record is not None else None
-        whole = cache.vouch(record, relisted)[0] if relisted is not None else None
-        return _cached(whole, relisted) if relisted is not None and whole is not None else None
 
 
 def _cached(index: bytes, listing: Listing) -> TreeHashes:

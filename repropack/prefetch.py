@@ -1,17 +1,17 @@
-"""The datasets' stat pass, started before the command line is even parsed.
+"""The datasets' listing, started before the command line is even parsed.
 
-A warm ``freeze`` or ``build`` spends most of its dataset time on one ``stat`` per file (tens of
-thousands of system calls), and most of its start-up importing modules on one core. So the console
-script forks a helper first thing: the helper reads the experiment file named on the command line and
-asks the stat cache to vouch for each dataset (:func:`repropack.hashing.vouched_tree`: no folder moved,
-every file as recorded), while the main process imports. The freeze then takes the helper's answer for
-a dataset instead of stat-ing it again. The answers count only if they are ready when the freeze needs
-them: a helper still at work then is stopped, and the freeze does its own pass.
+Before hashing, a freeze lists every dataset: one ``stat`` per file (tens of thousands of system calls),
+and a walk of the folders unless the stat cache's record shows that none moved; a warm freeze does little
+else. Start-up, meanwhile, is mostly importing modules, on one core. So the console script forks a helper
+first thing: it reads the experiment file named on the command line and lists each dataset as the freeze
+would (:func:`repropack.hashing.list_tree`, with the cache's verdict when it vouches for every file),
+while the main process imports. The freeze then hashes from the helper's listing instead of listing
+again. The answers count only if they are ready when the freeze needs them: a helper still at work then
+is stopped, and the freeze lists for itself.
 
-The helper vouches exactly as the freeze would (same code, same cache), a few hundred milliseconds
-earlier: the manifest describes the data as it was when the helper looked, as it always describes it as
-of its stat pass. Without an answer for a dataset (the cache could not vouch for all of it, the helper
-failed or was not started) the freeze does its own pass, as it would without a helper.
+The helper lists exactly as the freeze would (same code, same cache), a few hundred milliseconds earlier,
+and hands over the moment its stats began, for the cache's racy rule: the manifest describes the data as
+of that listing, as it always describes it as of its listing.
 """
 
 from __future__ import annotations
@@ -27,20 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from repropack.hashing import TreeHashes
+    from repropack.hashing import Listed
 
 COMMANDS = frozenset({"freeze", "build"})  # the commands that freeze an experiment's datasets
 SPEC_SUFFIXES = (".yaml", ".yml")
-
-# one tree's answer: its index, its file names NUL-separated, and its size in bytes
-Answer = tuple[bytes, bytes, int]
 
 
 class _Helper:
     def __init__(self, pid: int, read_end: int) -> None:
         self.pid, self.read_end = pid, read_end
 
-    def collect(self, wait_s: float) -> dict[str, Answer]:
+    def collect(self, wait_s: float) -> dict[str, Listed]:
         """The helper's answers (all of them, or none when it failed), if it is done within ``wait_s``: one
         still at work is stopped, so that a helper never makes a freeze slower than its own pass would."""
         if not select.select([self.read_end], [], [], wait_s)[0]:  # nothing written yet, and not ended
@@ -50,11 +47,15 @@ class _Helper:
             data = answers.read()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+        from repropack.hashing import Listed
+
         try:
-            found = pickle.loads(data) if data else {}
+            found = pickle.loads(data) if data else {}  # from this very program, forked
         except Exception:  # a helper that died while writing: no answers
             return {}
-        return found if isinstance(found, dict) else {}
+        if not isinstance(found, dict):
+            return {}
+        return {tree: listed for tree, listed in found.items() if isinstance(tree, str) and isinstance(listed, Listed)}
 
     def cancel(self) -> None:
         with contextlib.suppress(OSError):
@@ -99,7 +100,7 @@ def start(argv: list[str]) -> None:
             quiet = os.open(os.devnull, os.O_RDWR)  # the terminal and pipes are the parent's
             for fd in (0, 1, 2):
                 os.dup2(quiet, fd)
-            answers = vouch_datasets(Path(spec))
+            answers = list_datasets(Path(spec))
             with open(write_end, "wb") as out:
                 out.write(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
             code = 0
@@ -109,11 +110,11 @@ def start(argv: list[str]) -> None:
     _helper = _Helper(pid, read_end)
 
 
-def vouch_datasets(spec_path: Path) -> dict[str, Answer]:
-    """What the stat cache vouches for among the datasets of the experiment at ``spec_path``, by their
-    absolute paths (the helper's work; an experiment file that does not load has none)."""
+def list_datasets(spec_path: Path) -> dict[str, Listed]:
+    """Each dataset of the experiment at ``spec_path`` listed for hashing, by its absolute path (the
+    helper's work; an experiment file that does not load has none)."""
     from repropack.errors import ReproError
-    from repropack.hashing import vouched_tree
+    from repropack.hashing import list_tree
     from repropack.spec import load_spec
     from repropack.statcache import StatCache
 
@@ -121,39 +122,26 @@ def vouch_datasets(spec_path: Path) -> dict[str, Answer]:
         spec = load_spec(spec_path)
     except ReproError:
         return {}
+    answers: dict[str, Listed] = {}
     cache = StatCache.default()
-    answers: dict[str, Answer] = {}
-    if cache is None:
-        return answers
-    with cache:
+    try:
         for dataset in spec.datasets.values():
-            try:
-                hashed = vouched_tree(dataset.path, cache)
-            except OSError:
-                continue  # the freeze reports it
-            if hashed is not None:
-                names = "\0".join(hashed.index.names).encode("utf-8", "surrogateescape")
-                answers[os.path.abspath(dataset.path)] = (hashed.index.data, names, hashed.index.total_bytes)
+            with contextlib.suppress(OSError):  # the freeze reports it
+                answers[os.path.abspath(dataset.path)] = list_tree(dataset.path, cache)
+    finally:
+        if cache is not None:
+            cache.close()
     return answers
 
 
-def collect(wait_s: float = 0.0) -> dict[str, TreeHashes]:
-    """The helper's answers, by absolute path, if it is done (within ``wait_s``); empty without them.
-    Given once: a later freeze in the same process does its own stat pass."""
+def collect(wait_s: float = 0.0) -> dict[str, Listed]:
+    """The helper's listings, by absolute path, if it is done (within ``wait_s``); empty without them.
+    Given once: a later freeze in the same process lists for itself."""
     global _helper
-    from repropack.hashing import FileIndex, HashStats, TreeHashes
-
     if _helper is None:
         return {}
     helper, _helper = _helper, None
-    answers: dict[str, TreeHashes] = {}
-    for tree, answer in helper.collect(wait_s).items():
-        with contextlib.suppress(TypeError, ValueError):
-            index, names, total = answer
-            listed = names.decode("utf-8", "surrogateescape").split("\0") if names else []
-            answers[tree] = TreeHashes(FileIndex(index, listed, total),
-                                       HashStats(cached_files=len(listed), cached_bytes=total))
-    return answers
+    return helper.collect(wait_s)
 
 
 def cancel() -> None:

@@ -98,7 +98,7 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     from repropack import prefetch
     from repropack.statcache import StatCache
 
-    vouched = prefetch.collect()  # what a helper started with the command found unchanged (see prefetch)
+    listed = prefetch.collect()  # the datasets as a helper started with the command listed them (if ready)
     cache = StatCache.default()
     before = [0, 0]  # bytes hashed and to hash by the datasets already done
 
@@ -110,7 +110,7 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     try:
         for name, dataset in spec.datasets.items():
             datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress,
-                                                     vouched=vouched.get(os.path.abspath(dataset.path)))
+                                                     listed=listed.get(os.path.abspath(dataset.path)))
             before[0] += frozen.stats.hashed_bytes
             before[1] += frozen.stats.hashed_bytes
     finally:

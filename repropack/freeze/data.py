@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, FileIndex, HashStats, ProgressCallback, TreeHashes, hash_tree
+from repropack.hashing import FileDigest, FileIndex, HashStats, Listed, ProgressCallback, hash_tree
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
@@ -63,14 +63,14 @@ class FrozenDataset:
 
 def freeze_dataset(
     dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None,
-    vouched: TreeHashes | None = None,
+    listed: Listed | None = None,
 ) -> FrozenDataset:
     """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed, and
-    ``vouched`` (when given) is what it vouched for the whole dataset already."""
+    ``listed`` is the dataset as listed a moment ago (see :mod:`repropack.prefetch`), if it was."""
     source = dataset.path
     kind = "file" if source.is_file() else "directory"
     try:
-        hashed = vouched or hash_tree(source, cache=cache, on_progress=on_progress)
+        hashed = hash_tree(source, cache=cache, on_progress=on_progress, listed=listed)
     except OSError as error:
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",

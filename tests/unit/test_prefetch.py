@@ -1,4 +1,4 @@
-"""The helper that stats the datasets while the command line starts: its answers are the freeze's own,
+"""The helper that lists the datasets while the command line starts: its listings are the freeze's own,
 it never vouches for a changed dataset, and one that is late, broken or not needed leaves nothing behind."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from repropack import prefetch, statcache
 from repropack.freeze import freeze_datasets
-from repropack.hashing import hash_tree
+from repropack.hashing import Listed, hash_files, hash_tree, list_tree
 from repropack.statcache import StatCache
 from tests.unit.unit_factories import Experiment, MakeExperiment
 
@@ -78,49 +78,61 @@ def test_the_experiment_file_is_found_on_the_command_line(
         expected.format(**fill) if expected else None)
 
 
-def test_the_helpers_answer_is_what_the_freeze_would_find(with_data: Experiment) -> None:
+def same(a: Listed, b: Listed) -> bool:
+    return (a.listing.names, a.listing.columns, a.listing.folders, a.listing.folder_columns, a.whole) == (
+        b.listing.names, b.listing.columns, b.listing.folders, b.listing.folder_columns, b.whole)
+
+
+def test_the_helpers_listing_is_the_freezes_own(with_data: Experiment) -> None:
     warm(with_data)
     pid = start(with_data)
     answers = prefetch.collect(wait_s=30)
-    assert set(answers) == {str(with_data.folder / "tiles")}  # a single file is one stat: left to the freeze
+    assert set(answers) == {str(with_data.folder / "data" / "points.csv"), str(with_data.folder / "tiles")}
     with StatCache.default() or pytest.fail() as cache:
         for tree, answer in answers.items():
-            own = hash_tree(Path(tree), cache=cache)
-            assert answer.index.data == own.index.data and answer.index.names == own.index.names
-            assert answer.stats == own.stats and answer.stats.cached_files == own.index.count
+            assert same(answer, list_tree(Path(tree), cache)) and answer.whole is not None  # vouched for
+            assert answer.seen_ns < time.time_ns()
     assert prefetch.collect(wait_s=30) == {}  # given once
     assert gone(pid)
 
 
-def test_a_dataset_changed_before_the_helper_looked_gets_no_answer(with_data: Experiment) -> None:
+def test_a_dataset_changed_before_the_helper_looked_is_not_vouched_for_and_its_file_is_hashed(
+    with_data: Experiment,
+) -> None:
     warm(with_data)
-    with open(with_data.folder / "tiles" / "1" / "4.bin", "r+b") as handle:  # in place: no folder moves
+    changed = with_data.folder / "tiles" / "1" / "4.bin"
+    with open(changed, "r+b") as handle:  # in place: no folder moves
         handle.write(b"changed")
     start(with_data)
-    assert prefetch.collect(wait_s=30) == {}
+    listed = prefetch.collect(wait_s=30)[str(with_data.folder / "tiles")]
+    assert listed.whole is None and "1/4.bin" in listed.listing.names
+    with StatCache.default() or pytest.fail() as cache:
+        hashed = hash_tree(with_data.folder / "tiles", cache=cache, listed=listed)
+    assert hashed.stats.hashed_files == 1 and hashed.files["1/4.bin"] == hash_files(changed.parent, ["4.bin"])["4.bin"]
 
 
-def test_the_freeze_takes_the_helpers_answers_instead_of_a_stat_pass(
+def test_the_freeze_hashes_from_the_helpers_listing_instead_of_listing_again(
     with_data: Experiment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repropack.freeze import data as data_module
+    from repropack import hashing
 
     warm(with_data)
     expected = {name: ds.sha256 for name, ds in freeze_datasets(with_data.load()).items()}
-    start(with_data)
+    (with_data.folder / "tiles" / "0" / "0.bin").write_bytes(b"new content")  # one dataset to hash again
+    start(with_data)  # forked before the traps below
     collect = prefetch.collect
     monkeypatch.setattr(prefetch, "collect", lambda: collect(wait_s=30))  # the freeze would not wait
-    own = data_module.hash_tree
-    asked: list[Path] = []
-    monkeypatch.setattr(data_module, "hash_tree", lambda path, **k: asked.append(path) or own(path, **k))
-    assert {name: ds.sha256 for name, ds in freeze_datasets(with_data.load()).items()} == expected
-    assert asked == [with_data.folder / "data" / "points.csv"]  # the folder came from the helper
+    monkeypatch.setattr(hashing, "scan", lambda path: pytest.fail("listed again"))
+    monkeypatch.setattr(StatCache, "relisted", lambda *a: pytest.fail("listed again"))
+    frozen = freeze_datasets(with_data.load())
+    assert frozen["points"].sha256 == expected["points"] and frozen["tiles"].sha256 != expected["tiles"]
+    assert frozen["tiles"].stats.hashed_files == 1
 
 
 def test_a_helper_still_at_work_is_stopped_not_waited_for(
     with_data: Experiment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prefetch, "vouch_datasets", lambda spec: time.sleep(60) or {})  # the fork inherits it
+    monkeypatch.setattr(prefetch, "list_datasets", lambda spec: time.sleep(60) or {})  # the fork inherits it
     started = time.monotonic()
     pid = start(with_data)
     assert prefetch.collect() == {}
@@ -134,13 +146,15 @@ def test_a_spec_that_does_not_load_gives_no_answers(make_experiment: MakeExperim
     assert prefetch.collect(wait_s=30) == {} and gone(pid)
 
 
-def test_with_the_cache_off_there_is_nothing_to_vouch_for(
+def test_with_the_cache_off_the_helper_lists_and_vouches_for_nothing(
     with_data: Experiment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     warm(with_data)
     monkeypatch.setenv("REPROPACK_NO_CACHE", "1")
     start(with_data)
-    assert prefetch.collect(wait_s=30) == {}
+    answers = prefetch.collect(wait_s=30)
+    assert len(answers[str(with_data.folder / "tiles")].listing) == 30
+    assert all(listed.whole is None for listed in answers.values())
 
 
 def test_the_console_script_reports_a_dataset_changed_between_two_freezes(
