@@ -33,25 +33,34 @@ COMMANDS = frozenset({"freeze", "build"})  # the commands that freeze an experim
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+DONE = b"1"  # what the helper writes to its pipe once its answers are whole in the shared file
+
+
 class _Helper:
-    def __init__(self, pid: int, read_end: int) -> None:
-        self.pid, self.read_end = pid, read_end
+    """The helper's process, the pipe it signals on, and the in-memory file it writes its answers to (a
+    pipe would hand over megabytes of listing 64 KiB at a time, a context switch each)."""
+
+    def __init__(self, pid: int, read_end: int, answers: int) -> None:
+        self.pid, self.read_end, self.answers = pid, read_end, answers
 
     def collect(self, wait_s: float) -> dict[str, Listed]:
         """The helper's answers (all of them, or none when it failed), if it is done within ``wait_s``: one
         still at work is stopped, so that a helper never makes a freeze slower than its own pass would."""
-        if not select.select([self.read_end], [], [], wait_s)[0]:  # nothing written yet, and not ended
+        if not select.select([self.read_end], [], [], wait_s)[0]:  # not signalled, and not ended
             self.cancel()
             return {}
-        with open(self.read_end, "rb") as answers:
-            data = answers.read()
+        try:
+            done = os.read(self.read_end, len(DONE)) == DONE  # nothing (the pipe's end) if it failed
+            data = os.pread(self.answers, os.fstat(self.answers).st_size, 0) if done else b""
+        finally:
+            self._close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
         from repropack.hashing import Listed
 
         try:
-            found = pickle.loads(data) if data else {}  # from this very program, forked
-        except Exception:  # a helper that died while writing: no answers
+            found = pickle.loads(data) if data else {}  # written by this very program, forked
+        except Exception:
             return {}
         if not isinstance(found, dict):
             return {}
@@ -60,10 +69,14 @@ class _Helper:
     def cancel(self) -> None:
         with contextlib.suppress(OSError):
             os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            os.close(self.read_end)
+        self._close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+    def _close(self) -> None:
+        for fd in (self.read_end, self.answers):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 _helper: _Helper | None = None
@@ -91,6 +104,9 @@ def start(argv: list[str]) -> None:
         return
     if len(os.sched_getaffinity(0)) < 2:  # one core: the helper would only take turns with the command
         return
+    if not hasattr(os, "memfd_create"):
+        return
+    answers = os.memfd_create("repropack-listing", os.MFD_CLOEXEC)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the helper: answer, and leave at once (nothing of the parent's to clean up)
@@ -100,14 +116,14 @@ def start(argv: list[str]) -> None:
             quiet = os.open(os.devnull, os.O_RDWR)  # the terminal and pipes are the parent's
             for fd in (0, 1, 2):
                 os.dup2(quiet, fd)
-            answers = list_datasets(Path(spec))
-            with open(write_end, "wb") as out:
-                out.write(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+            with open(answers, "wb") as out:
+                out.write(pickle.dumps(list_datasets(Path(spec)), protocol=pickle.HIGHEST_PROTOCOL))
+            os.write(write_end, DONE)
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
-    _helper = _Helper(pid, read_end)
+    _helper = _Helper(pid, read_end, answers)
 
 
 def list_datasets(spec_path: Path) -> dict[str, Listed]:
