@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 COMMANDS = frozenset({"freeze", "build"})  # the commands that freeze an experiment's datasets
 SPEC_SUFFIXES = (".yaml", ".yml")
-
-
 DONE = b"1"  # what the helper writes to its pipe once its answers are whole in the shared file
 
 
@@ -45,7 +43,7 @@ class _Helper:
 
     def collect(self, wait_s: float) -> dict[str, Listed]:
         """The helper's answers (all of them, or none when it failed), if it is done within ``wait_s``: one
-        still at work is stopped, so that a helper never makes a freeze slower than its own pass would."""
+        still at work is stopped rather than waited for (the freeze then lists for itself)."""
         if not select.select([self.read_end], [], [], wait_s)[0]:  # not signalled, and not ended
             self.cancel()
             return {}
