@@ -286,3 +286,16 @@ def derive(client: docker.DockerClient, image: str, dockerfile: str, files: dict
     tag = f"{image.split(':')[0]}-tampered:{built.id[7:19]}"
     built.tag(tag)
     return tag
+
+
+def assert_tampering_is_named(client: docker.DockerClient, image: str, change: str, named: str) -> None:
+    """``verify`` of ``image`` changed by ``change`` (Dockerfile steps) fails with exit 1 before running
+    anything, and its report says ``named``."""
+    tampered = derive(client, image, change)
+    try:
+        result = repropack("verify", tampered)
+        assert result.code == 1, result.stdout + result.stderr
+        assert named in result.stdout
+        assert "running" not in result.stderr  # integrity failed before anything ran
+    finally:
+        client.images.remove(tampered, force=True)

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from repropack.manifest import seal
-from tests.integration.conftest import Experiment, derive, repropack, running_registry
+from tests.integration.conftest import Experiment, assert_tampering_is_named, derive, repropack, running_registry
 
 pytestmark = pytest.mark.docker
 
@@ -132,14 +132,7 @@ def test_tampered_images_fail_verification_and_name_the_change(
 ) -> None:
     experiment = make_experiment(name="tamper")
     tag = str(experiment.build("tamper")["tag"])
-    tampered = derive(docker_client, tag, change)
-    try:
-        result = repropack("verify", tampered)
-        assert result.code == 1, result.stdout + result.stderr
-        assert named in result.stdout
-        assert "running" not in result.stderr  # integrity failed before anything ran
-    finally:
-        docker_client.images.remove(tampered, force=True)
+    assert_tampering_is_named(docker_client, tag, change, named)
 
 
 def test_a_replaced_manifest_fails_verification(
