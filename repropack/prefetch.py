@@ -125,23 +125,27 @@ def start(argv: list[str]) -> None:
 
 
 def list_datasets(spec_path: Path) -> dict[str, Listed]:
-    """Each dataset of the experiment at ``spec_path`` listed for hashing, by its absolute path (the
-    helper's work; an experiment file that does not load has none)."""
+    """Each dataset folder of the experiment at ``spec_path`` listed for hashing, by its absolute path
+    (the helper's work; an experiment file that does not load has none)."""
     from repropack.errors import ReproError
-    from repropack.hashing import list_tree
     from repropack.spec import load_spec
-    from repropack.statcache import StatCache
 
     try:
         spec = load_spec(spec_path)
     except ReproError:
         return {}
+    folders = [dataset.path for dataset in spec.datasets.values() if dataset.path.is_dir()]
+    if not folders:
+        return {}  # a single file is one stat: nothing to win, and nothing more to import here
+    from repropack.hashing import list_tree
+    from repropack.statcache import StatCache
+
     answers: dict[str, Listed] = {}
     cache = StatCache.default()
     try:
-        for dataset in spec.datasets.values():
+        for folder in folders:
             with contextlib.suppress(OSError):  # the freeze reports it
-                answers[os.path.abspath(dataset.path)] = list_tree(dataset.path, cache)
+                answers[os.path.abspath(folder)] = list_tree(folder, cache)
     finally:
         if cache is not None:
             cache.close()

@@ -87,7 +87,7 @@ def test_the_helpers_listing_is_the_freezes_own(with_data: Experiment) -> None:
     warm(with_data)
     pid = start(with_data)
     answers = prefetch.collect(wait_s=30)
-    assert set(answers) == {str(with_data.folder / "data" / "points.csv"), str(with_data.folder / "tiles")}
+    assert set(answers) == {str(with_data.folder / "tiles")}  # a single file is one stat: left to the freeze
     with StatCache.default() or pytest.fail() as cache:
         for tree, answer in answers.items():
             assert same(answer, list_tree(Path(tree), cache)) and answer.whole is not None  # vouched for
@@ -122,11 +122,16 @@ def test_the_freeze_hashes_from_the_helpers_listing_instead_of_listing_again(
     start(with_data)  # forked before the traps below
     collect = prefetch.collect
     monkeypatch.setattr(prefetch, "collect", lambda: collect(wait_s=30))  # the freeze would not wait
-    monkeypatch.setattr(hashing, "scan", lambda path: pytest.fail("listed again"))
-    monkeypatch.setattr(StatCache, "relisted", lambda *a: pytest.fail("listed again"))
+    listed_here: list[str] = []
+    scan, relisted = hashing.scan, StatCache.relisted
+    monkeypatch.setattr(hashing, "scan", lambda path: listed_here.append(str(path)) or scan(path))
+    monkeypatch.setattr(StatCache, "relisted",
+                        lambda cache, tree, record: listed_here.append(tree) or relisted(cache, tree, record))
     frozen = freeze_datasets(with_data.load())
     assert frozen["points"].sha256 == expected["points"] and frozen["tiles"].sha256 != expected["tiles"]
     assert frozen["tiles"].stats.hashed_files == 1
+    assert str(with_data.folder / "tiles") not in listed_here  # the helper's listing was used
+    assert str(with_data.folder / "data" / "points.csv") in listed_here  # a single file: listed here
 
 
 def test_a_helper_still_at_work_is_stopped_not_waited_for(
