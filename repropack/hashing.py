@@ -80,9 +80,9 @@ class FileIndex:
     def files(self) -> dict[str, FileDigest]:
         """relative POSIX path -> digest, sorted."""
         found: dict[str, FileDigest] = {}
-        for line in self.data.decode().splitlines():
-            digest, size, name = line.split("  ", 2)
-            found[name] = FileDigest(digest, int(size))
+        for line in index_lines(self.data):
+            digest, size, name = index_entry(line)
+            found[name] = FileDigest(digest, size)
         return found
 
 
@@ -226,6 +226,19 @@ def _moved(listing: Listing, hashed: dict[str, _Hashed]) -> set[str]:
 def tree_lines(files: dict[str, FileDigest]) -> bytes:
     """The canonical listing of a set of files: sorted 'sha256  size  path' lines (a dataset's index)."""
     return "".join(f"{d.sha256}  {d.size}  {name}\n" for name, d in sorted(files.items())).encode()
+
+
+def index_lines(data: bytes) -> list[str]:
+    """The lines of an index made by :func:`tree_lines`, in order (a path may hold any character but the
+    newline that ends its line, so the lines are split on that alone)."""
+    return data.decode().split("\n")[:-1]
+
+
+def index_entry(line: str) -> tuple[str, int, str]:
+    """(sha256, size, path) of one index line: the path is all after the second two-space separator,
+    spaces included."""
+    digest, size, path = line.split("  ", 2)
+    return digest, int(size), path
 
 
 def tree_digest(files: dict[str, FileDigest]) -> str:

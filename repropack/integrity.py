@@ -33,6 +33,7 @@ from repropack.engine import Engine, ImageFiles
 from repropack.errors import EnvironmentProblem
 from repropack.freeze.data import INDEX_ROOT
 from repropack.freeze.lock import normalize
+from repropack.hashing import index_entry, index_lines
 from repropack.manifest import digest_of
 
 CHUNK = 1 << 20
@@ -106,7 +107,7 @@ def expected_files(manifest: dict[str, Any], indexes: dict[str, bytes]) -> dict[
     for dataset in datasets.values():
         index = indexes.get(dataset["index"])
         if dataset["embed"] and index is not None and hashlib.sha256(index).hexdigest() == dataset["sha256"]:
-            entries = (line.split(None, 2) for line in index.decode().splitlines())
+            entries = (index_entry(line) for line in index_lines(index))
             folders[dataset["mount"]] = {f"{dataset['mount']}/{path}": digest for digest, _size, path in entries}
     return folders
 

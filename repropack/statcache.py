@@ -159,7 +159,7 @@ def _unblob(blob: bytes, count: int) -> list[array[int]]:
 def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:
     """What ``record`` vouches for in ``listing``: the whole index when every file is as recorded and
     trusted (nothing to hash), else the digests of the files that are, one by one."""
-    from repropack.hashing import FileDigest
+    from repropack.hashing import FileDigest, index_entry, index_lines
 
     if record is None:
         return None, {}
@@ -167,7 +167,7 @@ def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[s
             and listing.newest_ns() + RACY_NS <= record.seen_ns):
         return record.index, {}
     names = record.names.decode("utf-8", "surrogateescape").split("\0") if record.names else []
-    lines = record.index.decode().splitlines()
+    lines = index_lines(record.index)
     count = len(names)
     if len(lines) != count:
         raise Damaged("a record's names and index do not line up")
@@ -181,8 +181,8 @@ def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[s
         recorded = (dev[j], ino[j], size[j], mtime[j], ctime[j])
         key = listing.key(i)
         if recorded == key and trusted(key, record.seen_ns):
-            digest, indexed_size, indexed = lines[j].split("  ", 2)
-            if indexed != name or int(indexed_size) != key[2]:
+            digest, indexed_size, indexed = index_entry(lines[j])
+            if indexed != name or indexed_size != key[2]:
                 raise Damaged("a record's index does not match its names")
             known[name] = FileDigest(digest, key[2])
     return None, known

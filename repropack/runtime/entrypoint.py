@@ -119,8 +119,8 @@ def read_index(name: str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         raise Stop(1, f"The image's index of dataset '{name}' ({record['index']}) does not match its manifest: "
                       "the image was modified; do not trust its results.")
     files: dict[str, dict[str, Any]] = {}
-    for line in data.decode().splitlines():
-        digest, size, path = line.split(None, 2)
+    for line in data.decode().split("\n")[:-1]:  # as repropack.hashing.index_lines: a path keeps its spaces
+        digest, size, path = line.split("  ", 2)
         files[path] = {"sha256": digest, "size": int(size)}
     return files
 

@@ -107,3 +107,21 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
     with pytest.raises(BadInput, match=r"caf\\xe9\.txt is not valid UTF-8") as caught:
         freeze_dataset(Dataset("names", folder, embed=False))
     assert caught.value.exit_code == 2 and "Rename" in caught.value.hint
+
+
+def test_file_names_with_spaces_and_odd_separators_survive_the_index(tmp_path: Path) -> None:
+    from repropack.integrity import expected_files
+
+    names = [" leading.csv", "two  spaces.csv", "form\x0cfeed.csv", "trailing .csv"]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(name.encode())
+    frozen = freeze_dataset(Dataset(name="odd", path=folder, embed=True))
+    assert sorted(frozen.contents.files) == sorted(names)
+    manifest = {"layout": {"code": "/repro/code", "config": "/repro/config"}, "code": {"files": {}},
+                "runtime": {"files": {}}, "config": None,
+                "datasets": {"odd": {"index": frozen.index_path, "sha256": frozen.sha256, "embed": True,
+                                     "mount": "/repro/data/odd"}}}
+    expected = expected_files(manifest, {frozen.index_path: frozen.contents.data})["/repro/data/odd"]
+    assert expected == {f"/repro/data/odd/{name}": hashlib.sha256(name.encode()).hexdigest() for name in names}

@@ -159,6 +159,17 @@ def test_check_dataset_names_changed_missing_and_extra(mounted: tuple[Path, dict
     assert problem == "'d' differs from the manifest (changed: a.csv; missing: sub/b.csv; extra: new.csv)"
 
 
+def test_file_names_with_spaces_and_odd_separators_are_read_as_written(tmp_path: Path) -> None:
+    files = {" leading.csv": b"1\n", "two  spaces.csv": b"2\n", "form\x0cfeed.csv": b"3\n"}
+    mount = tmp_path / "odd"
+    mount.mkdir()
+    for rel, data in files.items():
+        (mount / rel).write_bytes(data)
+    record = {"mount": str(mount), "kind": "directory", "embed": False, **indexed(tmp_path / "odd.idx", files)}
+    assert set(ep.read_index("odd", record)) == set(files)
+    assert ep.check_dataset("odd", record) is None
+
+
 def test_check_dataset_missing_mount(tmp_path: Path, mounted: tuple[Path, dict[str, Any]]) -> None:
     record = {**mounted[1], "mount": str(tmp_path / "nowhere")}
     problem = ep.check_dataset("d", record)
