@@ -217,8 +217,7 @@ def _moved(listing: Listing, hashed: dict[str, _Hashed]) -> set[str]:
             digest, after = hashed[name]
             if digest.size != size[i] or (after is not None and (
                     after.st_mtime_ns != mtime[i] or after.st_ctime_ns != ctime[i] or after.st_size != size[i]
-                    or (after.st_ino != ino[i] and signed(after.st_ino) != ino[i])
-                    or (after.st_dev != dev[i] and signed(after.st_dev) != dev[i]))):
+                    or signed(after.st_ino) != ino[i] or signed(after.st_dev) != dev[i])):  # stored folded
                 moved.add(name)
     return moved
 

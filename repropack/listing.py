@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from array import array
 from pathlib import Path
 from typing import TypeAlias
 
+from repropack.forking import can_fork, fork_quietly
+
 PARALLEL_FROM = 4096  # files: a smaller tree is listed sooner by one process than a fork costs
 FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")
-_ITEM = array("q").itemsize
 
 Columns: TypeAlias = "tuple[array[int], array[int], array[int], array[int], array[int]]"
 
@@ -127,7 +127,7 @@ def _walk(tree: str) -> tuple[list[tuple[str, str]], list[tuple[str, os.stat_res
 
 def stat_columns(paths: list[str]) -> Columns:
     """The stat columns of ``paths``, in order; on two processes when there are many and forking is safe."""
-    if len(paths) < PARALLEL_FROM or not _can_fork():
+    if len(paths) < PARALLEL_FROM or not can_fork():
         return _stat(paths)
     half = len(paths) // 2
     theirs = _stat_in_child(paths[:half])
@@ -140,27 +140,15 @@ def stat_columns(paths: list[str]) -> Columns:
     return (dev, ino, size, mtime, ctime)
 
 
-def _can_fork() -> bool:
-    """Linux only, and only while this process runs a single thread (a fork copies no other thread, and
-    one holding a lock at that moment would leave the child stuck)."""
-    return sys.platform == "linux" and threading.active_count() == 1
-
-
 def _stat_in_child(paths: list[str]) -> _Pending:
     read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: stat, write the columns, and leave at once (no cleanup of the parent's state)
-        code = 1
-        try:
-            os.close(read_end)
-            quiet = os.open(os.devnull, os.O_RDWR)  # the parent's terminal or pipes are not the child's to hold
-            for fd in (0, 1, 2):
-                os.dup2(quiet, fd)
-            with open(write_end, "wb") as out:
-                out.write(b"".join(column.tobytes() for column in _stat(paths)))
-            code = 0
-        finally:
-            os._exit(code)
+
+    def stat_and_write() -> None:  # in the child
+        os.close(read_end)
+        with open(write_end, "wb") as out:
+            out.write(columns_bytes(_stat(paths)))
+
+    pid = fork_quietly(stat_and_write)
     os.close(write_end)
     return _Pending(pid, read_end, len(paths))
 
@@ -179,14 +167,10 @@ class _Pending:
             data = answer.read()
         _EXITING.add(self.pid)
         collect_children()
-        if len(data) != len(FIELDS) * self.count * _ITEM:
+        try:
+            return columns_from_bytes(data, self.count)
+        except ValueError:
             return None
-        size = self.count * _ITEM
-        columns = [array("q") for _ in FIELDS]
-        for i, column in enumerate(columns):
-            column.frombytes(data[i * size : (i + 1) * size])
-        dev, ino, size_, mtime, ctime = columns
-        return (dev, ino, size_, mtime, ctime)
 
 
 _EXITING: set[int] = set()  # children that delivered and may still be exiting
@@ -218,6 +202,31 @@ def _stat(paths: list[str]) -> Columns:
     except OverflowError:  # a device or inode number past int64: the slower way, which folds them
         return _columns(list(map(os.stat, paths)))
     return columns
+
+
+def columns_bytes(columns: Columns) -> bytes:
+    """The five columns one after the other, as little-endian int64 (the stat cache stores them so)."""
+    if sys.byteorder == "little":
+        return b"".join(column.tobytes() for column in columns)
+    swapped = []
+    for column in columns:
+        copy = array("q", column)
+        copy.byteswap()
+        swapped.append(copy.tobytes())
+    return b"".join(swapped)
+
+
+def columns_from_bytes(data: bytes, count: int) -> Columns:
+    """The five columns of ``count`` entries back from :func:`columns_bytes`; ValueError when ``data`` is
+    not that many."""
+    flat = array("q")
+    flat.frombytes(data)  # ValueError unless whole items
+    if sys.byteorder != "little":
+        flat.byteswap()
+    if len(flat) != len(FIELDS) * count:
+        raise ValueError(f"{len(flat)} stat values for {count} entries")
+    dev, ino, size, mtime, ctime = (flat[field * count : (field + 1) * count] for field in range(len(FIELDS)))
+    return (dev, ino, size, mtime, ctime)
 
 
 def _columns(stats: list[os.stat_result]) -> Columns:

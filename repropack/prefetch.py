@@ -21,10 +21,10 @@ import os
 import pickle
 import select
 import signal
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from repropack.forking import can_fork, fork_quietly
 
 if TYPE_CHECKING:
     from repropack.hashing import Listed
@@ -98,7 +98,7 @@ def start(argv: list[str]) -> None:
     process runs a single thread: a fork copies no other thread)."""
     global _helper
     spec = spec_argument(argv)
-    if _helper is not None or spec is None or sys.platform != "linux" or threading.active_count() != 1:
+    if _helper is not None or spec is None or not can_fork():
         return
     if len(os.sched_getaffinity(0)) < 2:  # one core: the helper would only take turns with the command
         return
@@ -106,20 +106,14 @@ def start(argv: list[str]) -> None:
         return
     answers = os.memfd_create("repropack-listing", os.MFD_CLOEXEC)
     read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the helper: answer, and leave at once (nothing of the parent's to clean up)
-        code = 1
-        try:
-            os.close(read_end)
-            quiet = os.open(os.devnull, os.O_RDWR)  # the terminal and pipes are the parent's
-            for fd in (0, 1, 2):
-                os.dup2(quiet, fd)
-            with open(answers, "wb") as out:
-                out.write(pickle.dumps(list_datasets(Path(spec)), protocol=pickle.HIGHEST_PROTOCOL))
-            os.write(write_end, DONE)
-            code = 0
-        finally:
-            os._exit(code)
+
+    def list_and_answer() -> None:  # in the helper
+        os.close(read_end)
+        with open(answers, "wb") as out:
+            out.write(pickle.dumps(list_datasets(Path(spec)), protocol=pickle.HIGHEST_PROTOCOL))
+        os.write(write_end, DONE)
+
+    pid = fork_quietly(list_and_answer)
     os.close(write_end)
     _helper = _Helper(pid, read_end, answers)
 

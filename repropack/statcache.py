@@ -36,15 +36,14 @@ import contextlib
 import hashlib
 import os
 import sqlite3
-import sys
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from repropack.cachedir import cache_root, disabled
+from repropack.listing import Columns, columns_bytes, columns_from_bytes
 
 if TYPE_CHECKING:
     from repropack.hashing import FileDigest
@@ -89,7 +88,7 @@ class Record:
         less the files the racy rule does not trust yet and those in ``leave_out``."""
         from repropack.hashing import tree_lines
 
-        folders = ("\0".join(listing.folders).encode("utf-8", "surrogateescape"), _blob(listing.folder_columns))
+        folders = ("\0".join(listing.folders).encode("utf-8", "surrogateescape"), columns_bytes(listing.folder_columns))
         if not leave_out and listing.newest_ns() + RACY_NS <= seen_ns:
             return cls(names_blob(listing), columns_blob(listing), index or tree_lines(files), seen_ns, *folders)
         kept = listing.select([i for i, name in enumerate(listing.names)
@@ -132,28 +131,14 @@ def names_blob(listing: Listing) -> bytes:
 
 
 def columns_blob(listing: Listing) -> bytes:
-    return _blob(listing.columns)
+    return columns_bytes(listing.columns)
 
 
-def _blob(columns: tuple[array[int], ...]) -> bytes:
-    if sys.byteorder == "little":
-        return b"".join(column.tobytes() for column in columns)
-    swapped = []
-    for column in columns:
-        copy = array("q", column)
-        copy.byteswap()
-        swapped.append(copy.tobytes())
-    return b"".join(swapped)
-
-
-def _unblob(blob: bytes, count: int) -> list[array[int]]:
-    """The five columns of ``count`` entries back from :func:`_blob`'s bytes."""
-    flat = array("q", blob)
-    if sys.byteorder != "little":
-        flat.byteswap()
-    if len(flat) != 5 * count:
-        raise Damaged("a record's names and stat keys do not line up")
-    return [flat[field * count : (field + 1) * count] for field in range(5)]
+def _unblob(blob: bytes, count: int) -> Columns:
+    try:
+        return columns_from_bytes(blob, count)
+    except ValueError:
+        raise Damaged("a record's names and stat keys do not line up") from None
 
 
 def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[str, FileDigest]]:

@@ -13,7 +13,7 @@ from repropack.freeze.code import CodeSnapshot, snapshot
 from repropack.freeze.config import FrozenConfig, freeze_config
 from repropack.freeze.data import FrozenDataset, freeze_dataset
 from repropack.freeze.lock import Lock, check_current, compile_lock, read_lock
-from repropack.freeze.secrets import could_hold_secret, refuse_secrets
+from repropack.freeze.secrets import refuse_secrets
 from repropack.hashing import HashStats, ProgressCallback
 from repropack.spec import Spec
 
@@ -76,8 +76,7 @@ def freeze(
     for ds in datasets.values():
         prefix = _relative(ds.host_root(), spec.root)
         lead = "" if prefix == "." else prefix + "/"
-        if could_hold_secret(("\n" + lead).join(["", *ds.contents.names])):  # one look at every path first
-            refuse_secrets(f"in the dataset '{ds.name}'", [lead + rel for rel in ds.contents.names], allowed_secrets)
+        refuse_secrets(f"in the dataset '{ds.name}'", [lead + rel for rel in ds.contents.names], allowed_secrets)
     document = build_manifest(spec, code, lock, base, config, datasets)
     data, digest = seal(document)
     return Frozen(spec, code, lock, created, base, config, datasets, document, data, digest)
@@ -100,19 +99,18 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
 
     listed = prefetch.collect()  # the datasets as a helper started with the command listed them (if ready)
     cache = StatCache.default()
-    before = [0, 0]  # bytes hashed and to hash by the datasets already done
+    before = 0  # bytes hashed by the datasets already done (then also counted as bytes to hash)
 
     def progress(done: int, total: int) -> None:
         if on_progress is not None:
-            on_progress(before[0] + done, before[1] + total)
+            on_progress(before + done, before + total)
 
     datasets: dict[str, FrozenDataset] = {}
     try:
         for name, dataset in spec.datasets.items():
             datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress,
                                                      listed=listed.get(os.path.abspath(dataset.path)))
-            before[0] += frozen.stats.hashed_bytes
-            before[1] += frozen.stats.hashed_bytes
+            before += frozen.stats.hashed_bytes
     finally:
         if cache is not None:
             cache.close()
