@@ -1,6 +1,7 @@
-"""The build pipeline: spec -> freeze -> render -> context -> engine build -> tag.
+"""The build pipeline: spec -> freeze -> render -> the environment image (once per lockfile and base) ->
+context -> engine build -> tag.
 
-Also the dry run (``freeze``), which writes the Dockerfile and manifest and needs no Docker engine.
+Also the dry run (``freeze``), which writes the two Dockerfiles and the manifest and needs no Docker engine.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def freeze_to(
     spec_path: Path, output: Path, *, allow_dirty: bool, on_progress: ProgressCallback | None = None,
     allowed_secrets: frozenset[str] = frozenset(),
 ) -> FreezeResult:
-    """Write OUTPUT/Dockerfile and OUTPUT/manifest.json (and the lock, when the experiment has none).
+    """Write OUTPUT/Dockerfile, OUTPUT/environment.Dockerfile and OUTPUT/manifest.json (and the lock, when
+    the experiment has none).
 
     Nothing is written outside ``output``, and nothing at all unless every step succeeded.
     """

@@ -16,5 +16,6 @@ def cache_root() -> Path:
 
 
 def disabled() -> bool:
-    """``REPROPACK_NO_CACHE`` is set: every cache is left alone, everything is done afresh."""
+    """``REPROPACK_NO_CACHE`` is set: the stat cache and the remembered integrity results are not used,
+    so every dataset is hashed and every image checked afresh (the wheelhouse is: it is the builds' input)."""
     return os.environ.get("REPROPACK_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")

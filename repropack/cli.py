@@ -130,7 +130,7 @@ def lock(
 def freeze_command(
     spec: SpecArg,
     output: Annotated[
-        Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for Dockerfile and manifest.json.")
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for the Dockerfiles and manifest.json.")
     ],
     allow_dirty: DirtyOpt = False,
     allow_secret: SecretOpt = None,
@@ -413,7 +413,8 @@ def main() -> None:
 
 
 def console() -> None:
-    """The console script: :func:`main`, then leave without tearing the interpreter down. Freeing every
+    """What the console script (:func:`repropack.console.main`) runs: :func:`main`, then leave without
+    tearing the interpreter down. Freeing every
     module one by one costs a CLI run about a tenth of a second and does nothing the process's end does
     not (files and folders are closed by their ``with`` blocks; output is flushed here first). An error
     that escapes :func:`main` (``--debug``) leaves the usual way, with its traceback."""

@@ -133,8 +133,8 @@ def file_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
                 elif _sha256(content) != expected[path]:
                     problems.append(f"{path}: sha256 differs")
             problems += [f"{path}: missing" for path in sorted(set(expected) - seen)]
-    return _check("files", "every file under /repro/code, /repro/config, /repro/runtime and the embedded data "
-                  "matches its sha256", sorted(problems))
+    return _check("files", "every file under /repro/code, /repro/config, /repro/runtime, the datasets' indexes "
+                  "and the embedded data matches its sha256", sorted(problems))
 
 
 def hidden_folders(manifest: dict[str, Any]) -> tuple[str, ...]:

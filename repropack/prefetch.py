@@ -3,8 +3,8 @@
 Before hashing, a freeze lists every dataset: one ``stat`` per file (tens of thousands of system calls),
 and a walk of the folders unless the stat cache's record shows that none moved; a warm freeze does little
 else. Start-up, meanwhile, is mostly importing modules, on one core. So the console script forks a helper
-first thing: it reads the experiment file named on the command line and lists each dataset as the freeze
-would (:func:`repropack.hashing.list_tree`, with the cache's verdict when it vouches for every file),
+first thing: it reads the experiment file named on the command line and lists each dataset folder as the
+freeze would (:func:`repropack.hashing.list_tree`, with the cache's verdict when it vouches for every file),
 while the main process imports. The freeze then hashes from the helper's listing instead of listing
 again. The answers count only if they are ready when the freeze needs them: a helper still at work then
 is stopped, and the freeze lists for itself.

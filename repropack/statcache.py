@@ -10,7 +10,7 @@ cache from ever vouching for content it did not see:
   systems). Such an entry is never trusted; the file is hashed again until it has been quiet that long.
 - A file read as it changed is recorded under the stat taken before reading, which its change time no
   longer matches: the next run hashes it again. A file that did not have its listed size, or (large
-  files) whose stat after reading differs, is not recorded at all (see ``repropack.hashing.hash_tree``).
+  files) whose stat after reading differs, is not recorded at all (see ``repropack.hashing._moved``).
 - Concurrent runs: one SQLite database; each dataset (a file, or a folder) is one row holding all its
   entries, replaced in one transaction, so a reader sees one writer's complete record or the previous
   one. A busy database means the cache is skipped for this run, never an error.

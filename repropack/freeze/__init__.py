@@ -58,7 +58,8 @@ def freeze(
     on_progress: ProgressCallback | None = None,
     allowed_secrets: frozenset[str] = frozenset(),
 ) -> Frozen:
-    """Freeze ``spec``. Cheap checks come first, so a dirty tree fails before any resolver or hashing.
+    """Freeze ``spec``. Cheap checks come first, so a dirty tree or a secret in the code fails before any
+    resolver or hashing (a secret-looking dataset file is named once its dataset is hashed).
 
     ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets (all of them: the
     counts run on from one dataset to the next).
