@@ -20,7 +20,7 @@ from repropack.engine import Engine
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.freeze import Frozen, freeze
 from repropack.hashing import HashStats, ProgressCallback
-from repropack.spec import load_spec
+from repropack.spec import NAME_COMPONENT, TAG_NAME, load_spec
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,7 @@ class FreezeResult:
 
 
 # NAME[:TAG], NAME possibly with a registry host (and port) and path components, as Docker accepts it.
-TAG = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
-)
+TAG = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{NAME_COMPONENT}(?:/{NAME_COMPONENT})*(?::{TAG_NAME})?$")
 
 
 def check_tag(tag: str) -> None:

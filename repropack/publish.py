@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from repropack.engine import Engine, PushProgress
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.image import load_image_manifest
+from repropack.spec import NAME_COMPONENT, TAG_NAME
 
 TARGET = re.compile(
     r"^(?P<registry>(?:localhost|[a-z0-9.-]+\.[a-z0-9.-]+|[a-z0-9.-]+:\d+|\d+\.\d+\.\d+\.\d+)(?::\d+)?)"
-    r"/(?P<repository>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-    r":(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+    rf"/(?P<repository>{NAME_COMPONENT}(?:/{NAME_COMPONENT})*)"
+    rf":(?P<tag>{TAG_NAME})$"
 )
 
 

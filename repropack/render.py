@@ -5,7 +5,6 @@ The template only formats; every value is computed here. Same manifest => byte-i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 
@@ -50,9 +49,9 @@ def environment_tag(frozen: Frozen) -> str:
     """The local tag of the image holding the locked environment: a digest of everything it is made of
     (lockfile, base, setup, and how it is built), so equal inputs share one environment image."""
     recipe = resources.files("repropack.templates").joinpath(ENVIRONMENT_TEMPLATE).read_bytes()
-    digest = hashlib.sha256(
+    digest = sha256_hex(
         "\n".join([frozen.lock.sha256, frozen.base.from_line, *frozen.base.setup, sha256_hex(recipe)]).encode()
-    ).hexdigest()
+    )
     return f"{ENVIRONMENT_REPOSITORY}:{digest[:32]}"
 
 

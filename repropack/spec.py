@@ -34,8 +34,10 @@ METRICS_KEYS = ("file", "stdout", "expected")
 EXPECTED_KEYS = ("value", "abs_tol", "rel_tol")
 PLACEHOLDERS = ("config", "output", "seed")
 
-# Docker's rules for a repository name component (lower case), kept short enough for a tag.
-IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+# Docker's rules for a repository name component (lower case) and for a tag.
+NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+TAG_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+IMAGE_NAME = re.compile(rf"^{NAME_COMPONENT}$")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_-]*$")
 PYTHON_VERSION = re.compile(r"^3\.(\d{1,2})$")
 DIGEST_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
