@@ -2,7 +2,8 @@
 
 Each scenario repeats its measurements and reports medians; the table says, per target, whether it held.
 Results: a table on stdout, and JSON in bench/results/latest.json (or --output). Timings are of this
-machine as it is (warm page cache; other work on it shows up as noise): compare ratios, not seconds.
+machine as it is (warm page cache, except the data scenario's from-disk row, which empties it when run as
+root; other work on it shows up as noise): compare ratios, not seconds.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def describe(bench: Bench) -> dict[str, object]:
     return {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "docker": engine.stdout.decode().strip() if engine is not None and engine.returncode == 0 else None,
-        "load_before": list(os.getloadavg()), "page_cache": "warm (not dropped: needs root and an idle machine)",
+        "load_before": list(os.getloadavg()),
+        "page_cache": "warm (emptied only for the data scenario's from-disk row, as root)",
     }
 
 
@@ -111,7 +113,8 @@ def render(rows: list[Row], skipped: dict[str, str], machine: dict[str, object],
     ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     lines = [f"repropack bench: {machine['cpus']} cores, python {machine['python']}, docker {machine['docker']}, "
-             f"{repeat} runs per measurement (medians), page cache warm, load {machine['load_before']}"]
+             f"{repeat} runs per measurement (medians), page cache warm (but the from-disk row), "
+             f"load {machine['load_before']}"]
     for index, line in enumerate(table):
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         if index == 0:

@@ -119,12 +119,7 @@ def scenario(bench: Bench) -> list[Row]:
         before = without()
         seconds, answer = freeze(big, cache)
         changed.append(share(before, seconds))
-        if "hashed" in answer:
-            counts.append(answer["hashed"])
-        else:  # the CLI does not report them (yet): the same change, counted through the library
-            change_one_file(large[(round_ + 7) % len(large)], round_)
-            time.sleep(QUIET_S)
-            counts.append(count_hashed(big, cache))
+        counts.append(answer["hashed"])
     floor = median(small)
     for round_ in range(repeat):  # last: emptying the page cache slows whatever runs next
         if not drop_page_cache():
@@ -177,26 +172,6 @@ def disk_rows(disk_cold: list[float], disk_baseline: list[float], warm_share: fl
                 "single-thread hashlib, page cache emptied", base / share, "(context)", None,
                 note=f"the warm share is {warm_share / share:.1%} of this one", samples=disk_cold,
                 baseline_samples=disk_baseline)]
-
-
-def count_hashed(spec: Path, cache: Path) -> dict[str, int]:
-    """What a freeze of ``spec`` hashed, through the library (the CLI's --json may not say)."""
-    from dataclasses import asdict
-
-    from repropack.freeze import freeze
-    from repropack.spec import load_spec
-
-    previous = os.environ.get("REPROPACK_CACHE_DIR")
-    os.environ["REPROPACK_CACHE_DIR"] = str(cache)
-    try:
-        frozen = freeze(load_spec(spec), allow_dirty=False, engine=None,
-                        lock_missing_to=cache / "unused.lock")
-    finally:
-        if previous is None:
-            os.environ.pop("REPROPACK_CACHE_DIR", None)
-        else:
-            os.environ["REPROPACK_CACHE_DIR"] = previous
-    return dict(asdict(frozen.hash_stats))
 
 
 def hash_split(data: Path, cache_path: Path, repeat: int) -> dict[str, float]:

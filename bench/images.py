@@ -38,7 +38,7 @@ NAIVE_TAG = f"{PREFIX}naive:latest"
 
 
 def edit_code(folder: Path, round_: int) -> None:
-    """The one-line edit: a comment appended to the package's __init__.py, committed."""
+    """The one-line edit: a comment appended to the package's __init__.py (the caller commits it)."""
     init = folder / "digits_mlp" / "__init__.py"
     init.write_text(init.read_text() + f"# bench edit {round_}\n")
 
@@ -70,7 +70,6 @@ def rebuild(bench: Bench) -> list[Row]:
             times["naive"].append(bench.docker_build(folder, NAIVE, NAIVE_TAG)[0])
     bench.built["repropack"] = image
     bench.built["naive"] = NAIVE_TAG
-    bench.built["experiment"] = str(spec)
     rp, floor, naive = (median(times[k]) for k in ("repropack", "floor", "naive"))
     return [
         Row("rebuild", "repropack build after a committed one-line edit", rp, "s", floor, "floor Dockerfile",
@@ -167,7 +166,6 @@ def rebuild_for_others(bench: Bench) -> None:
     bench.built["repropack"] = repropack_build(bench, spec)[1]
     bench.docker_build(spec.parent, NAIVE, NAIVE_TAG)
     bench.built["naive"] = NAIVE_TAG
-    bench.built["experiment"] = str(spec)
 
 
 # -- build context -------------------------------------------------------------------------------------------
@@ -190,15 +188,6 @@ def context(bench: Bench) -> list[Row]:
                 "only what the image needs", "untracked-500MB.bin" not in parts and ".git" not in parts,
                 note=f"repropack's context: {breakdown}; docker build . sent it in {seconds:.1f} s "
                      f"(.git is {human_bytes(git_bytes)})", extra={"parts": parts, "docker_bytes": sent})]
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def write(self, data: bytes) -> int:
-        self.count += len(data)
-        return len(data)
 
 
 def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:

@@ -8,8 +8,9 @@ for those, and fails the test if anything beyond reading that image is asked of 
 
 Each case checks: exit code 2; stderr is exactly one line, ``error: ...``, naming the file (and the
 line, where there is one) and saying what to do; no traceback; and nothing written anywhere: every file
-under the test's folder (the experiment, its repository, the --output target, the temporary and cache
-folders repropack would use) has the same content and mtime afterwards, and no file or folder appeared.
+under the test's folder (the experiment, its repository, the --output target, the temporary folder
+repropack would use) has the same content and mtime afterwards, and no file or folder appeared. The
+cache folder is there too but left out of the comparison (see ``snapshot``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class FakeEngine:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No Docker, and repropack's temporary and cache folders inside the test's folder (so they are watched)."""
+    """No Docker, and repropack's temporary and cache folders inside the test's folder (the temporary one
+    watched; see ``snapshot`` for the cache)."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     scratch = tmp_path / "tmp"
     scratch.mkdir()

@@ -97,7 +97,7 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
 
 
 def test_context_never_holds_git_metadata(
-    experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
+    experiment: Experiment, freeze_experiment: Freeze
 ) -> None:
     names = members(context_bytes(freeze_experiment(experiment)))
     assert not any(".git" in name.split("/") for name in names)
@@ -105,7 +105,7 @@ def test_context_never_holds_git_metadata(
 
 
 def test_context_entries_are_root_owned_with_fixed_times_and_modes(
-    experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
+    experiment: Experiment, freeze_experiment: Freeze
 ) -> None:
     script = experiment.write("run.sh", "#!/bin/sh\n")
     os.chmod(script, 0o755)
@@ -133,7 +133,7 @@ def test_context_contents(
 
 
 def test_committed_code_ships_not_the_working_tree(
-    experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
+    experiment: Experiment, freeze_experiment: Freeze
 ) -> None:
     frozen = freeze_experiment(experiment)
     experiment.write("train.py", "print('edited after freezing')\n")
@@ -142,7 +142,7 @@ def test_committed_code_ships_not_the_working_tree(
 
 
 def test_mounted_datasets_are_not_in_the_context(
-    make_experiment: MakeExperiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]]
+    make_experiment: MakeExperiment, freeze_experiment: Freeze
 ) -> None:
     experiment = make_experiment(
         datasets={"points": {"path": "data/points.csv", "embed": False}},
@@ -157,7 +157,7 @@ def test_mounted_datasets_are_not_in_the_context(
     ids=["different", "same-size", "shrunk", "grown"],
 )
 def test_a_dataset_changed_after_freezing_is_refused(
-    experiment: Experiment, freeze_experiment: Freeze, make_wheels: Callable[..., dict[str, Path]],
+    experiment: Experiment, freeze_experiment: Freeze,
     new_content: bytes,
 ) -> None:
     frozen = freeze_experiment(experiment)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from unit_factories import MakeExperiment
 
 from repropack.errors import BadInput
 from repropack.freeze.secrets import SECRET_FILES, SECRET_FOLDERS, could_hold_secret, is_secret, refuse_secrets
-from tests.unit.unit_factories import MakeExperiment
 
 
 @pytest.mark.parametrize(

@@ -295,7 +295,7 @@ def test_a_record_that_does_not_line_up_is_discarded(cache: StatCache, damage: s
     assert cache.discarded
 
 
-def test_a_truncated_database_is_discarded(cache: StatCache) -> None:
+def test_a_damaged_database_never_gives_a_wrong_hash(cache: StatCache) -> None:
     cache.store("/data", record({f"{i}": ((1, i, 5, OLD, OLD), b"x") for i in range(2000)}))
     cache.close()
     data = cache.path.read_bytes()
