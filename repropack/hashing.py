@@ -131,6 +131,26 @@ def hash_tree(
         return _hash_tree(os.path.abspath(path), cache, on_progress, workers, listed)
 
 
+class NameNotUtf8(ValueError):
+    """A file whose name is not valid UTF-8 (a dataset's index names every file in UTF-8)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a file name is not UTF-8: {name!r}")
+        self.name = name  # as the file system gave it (undecodable bytes as surrogate escapes)
+
+
+def _check_names(names: list[str]) -> None:
+    """NameNotUtf8 for the first name the index could not hold: checked before any file is read."""
+    try:
+        "\n".join(names).encode()
+    except UnicodeEncodeError:
+        for name in names:
+            try:
+                name.encode()
+            except UnicodeEncodeError:
+                raise NameNotUtf8(name) from None
+
+
 @dataclass(frozen=True)
 class Listed:
     """A tree listed for hashing: its files with their stats, the moment before those stats were taken
@@ -187,6 +207,7 @@ def _hash_tree(
     listing = listed.listing
     if listed.whole is not None:  # nothing moved since the record was made: its index is this tree's
         return _cached(listed.whole, listing)
+    _check_names(listing.names)
     lead = (tree if os.path.isdir(tree) else os.path.dirname(tree)) + os.sep
     sizes = listing.columns[2]
     todo = [(name, lead + name, sizes[i]) for i, name in enumerate(listing.names) if name not in known]

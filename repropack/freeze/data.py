@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, FileIndex, HashStats, Listed, ProgressCallback, hash_tree
+from repropack.hashing import FileDigest, FileIndex, HashStats, Listed, NameNotUtf8, ProgressCallback, hash_tree
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
@@ -75,10 +75,8 @@ def freeze_dataset(
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
                        hint="Check that the files exist and are readable.") from None
-    except UnicodeEncodeError as error:  # the index names every file in UTF-8
-        text = str(error.object)
-        line = text[text.rfind("\n", 0, error.start) + 1 : text.find("\n", error.end) % (len(text) + 1)]
-        name = line.split("  ", 2)[-1].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except NameNotUtf8 as error:
+        name = error.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise BadInput(f"Dataset '{dataset.name}': the file name {name} is not valid UTF-8, and the dataset's index, "
                        "which the image holds, names every file in UTF-8.",
                        hint="Rename the file (for example with convmv), then freeze again.") from None
