@@ -281,7 +281,6 @@ class IntegrityCache:
 
     @classmethod
     def default(cls) -> IntegrityCache | None:
-
         return None if disabled() else cls(cache_root() / "integrity")
 
     def _path(self, image: str, digest: str) -> Path | None:
