@@ -288,6 +288,10 @@ def verify(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Check the image afresh; ignore remembered integrity results.")
     ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", metavar="GIT_REPO", help="Also check the code against its commit in this git repo."),
+    ] = None,
 ) -> None:
     """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.engine import Engine
@@ -301,12 +305,17 @@ def verify(
         gpus=_gpus(gpus),
         sandbox=_sandbox(no_sandbox, network, memory, pids),
         cache=not no_cache,
+        source=source,
     )
     from repropack.runner import parse_data
     from repropack.targets import read_paper_target
 
     parse_data(options.data)  # arguments first: bad input is 2 even when no engine runs
     read_paper_target(target)
+    if source is not None:
+        from repropack.source import check_source
+
+        check_source(source)
     engine = Engine.connect()
     report = verify_target(engine, target, options, (lambda line: None) if as_json else _say)
     if as_json:

@@ -7,6 +7,7 @@ gives the exact command that verifies it. Same image => same bytes.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from repropack.canonical import canonical_json
@@ -15,6 +16,8 @@ from repropack.manifest import digest_of
 
 SCHEMA = "repropack.paper/v1"
 FORMATS = ("json", "markdown", "latex")
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 
 def build_paper(manifest: dict[str, Any], image_id: str, reference: str | None) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_paper(data: bytes, source: str) -> dict[str, Any]:
-    remake = "Write it again with 'repropack manifest IMAGE --format json', or pass the image reference instead."
+    remake = "Write it again with 'repropack manifest IMAGE_OR_REF --output FILE', or pass the image reference instead."
     try:
         paper = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -56,9 +59,29 @@ def parse_paper(data: bytes, source: str) -> dict[str, Any]:
     if not isinstance(paper, dict) or paper.get("schema") != SCHEMA or not isinstance(paper.get("manifest"), dict):
         raise BadInput(f"{source} is not a paper manifest (schema {SCHEMA}).", hint=remake)
     image = paper.get("image")
-    if not isinstance(image, dict) or not (image.get("reference") or image.get("id")):
+    if not isinstance(image, dict):
         raise BadInput(f"The paper manifest {source} names no image (image.reference or image.id).", hint=remake)
+    _check_binding(image, source)
     return paper
+
+
+def _check_binding(image: dict[str, Any], source: str) -> None:
+    """The paper binds the image from outside: by its id, or by a registry digest (a tag binds nothing)."""
+    image_id, reference = image.get("id"), image.get("reference")
+    wrong = []
+    if image_id not in (None, "") and not (isinstance(image_id, str) and IMAGE_ID.fullmatch(image_id)):
+        wrong.append(f"image.id is {image_id!r}, not sha256:<64 hex digits>")
+    if reference not in (None, "") and not (isinstance(reference, str) and DIGEST_REFERENCE.fullmatch(reference)):
+        wrong.append(f"image.reference is {reference!r}, not pinned by digest (REGISTRY/REPO@sha256:<64 hex digits>)")
+    make = ("Make a proper one from the image itself: repropack manifest IMAGE_OR_REF --output FILE "
+            "(it records the image id, and the digest reference once the image is published).")
+    if wrong:
+        raise BadInput(f"The paper manifest {source} does not bind its image: {'; '.join(wrong)}.", hint=make)
+    if not image_id and not reference:
+        raise BadInput(
+            f"The paper manifest {source} does not bind its image: it has neither image.id (sha256:<64 hex digits>) "
+            "nor an image.reference pinned by digest (REGISTRY/REPO@sha256:...), so nothing could show that the "
+            "image verify checks is the one the paper cites.", hint=make)
 
 
 def paper_manifest_digest(paper: dict[str, Any]) -> str:

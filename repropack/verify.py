@@ -18,7 +18,8 @@ from repropack.image import load_image_manifest
 from repropack.integrity import Check, IntegrityCache, image_checks, manifest_checks
 from repropack.paper import paper_manifest_digest
 from repropack.runner import RunRequest, check_request, default_command, run_image
-from repropack.targets import resolve_target
+from repropack.source import source_check
+from repropack.targets import binding_checks, resolve_target
 
 # Tolerances are written as decimals (0.02) that floats only approximate: a difference equal to the
 # tolerance as written must pass, so the comparison allows a few units in the last place.
@@ -34,6 +35,7 @@ class VerifyOptions:
     gpus: bool = False
     sandbox: Sandbox = STRICT
     cache: bool = True  # reuse passing file and package checks of an earlier verify of the same image id
+    source: str | None = None  # --source: a git repository whose commit the image's code must be
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -79,14 +81,14 @@ def verify_target(
     checks: list[Check] = []
     if resolved.paper is not None:
         paper_copy = {"sha256": paper_manifest_digest(resolved.paper)}
-        expected_id = resolved.paper["image"].get("id")
-        if expected_id and expected_id != loaded.image_id:
-            checks.append(Check("image", False, "the image is the one the paper names",
-                                (f"the paper names {expected_id}, the registry served {loaded.image_id}",)))
+    checks += binding_checks(engine, resolved, loaded.image_id)
     checks += manifest_checks(loaded.label_digest, manifest, paper_copy)
+    # --source compares the manifest's code with git only (nothing from the image runs); reported last.
+    source = [source_check(options.source, manifest)] if options.source is not None else []
     if all(check.passed for check in checks):
         cache = IntegrityCache.default() if options.cache else None
         checks += image_checks(engine, loaded.image_id, manifest, cache=cache)
+    checks += source
     report: dict[str, Any] = {
         # a paper manifest is named by its file name: reports hold no host paths
         "target": Path(target).name if resolved.paper is not None else target,
