@@ -67,8 +67,12 @@ def build_image(
     on_note: Callable[[str], None],
     on_progress: ProgressCallback | None = None,
     allowed_secrets: frozenset[str] = frozenset(),
+    before_tag: Callable[[], None] = lambda: None,
 ) -> BuildResult:
-    """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets."""
+    """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets.
+
+    Tagging is the commit point: ``before_tag`` runs just before it (the command line stops taking Ctrl-C
+    there, so that an interrupted build never exits non-zero with its tag in place)."""
     from repropack.render import render_dockerfile
 
     spec = load_spec(spec_path)
@@ -98,6 +102,7 @@ def build_image(
         context.seek(0)
         image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
     final_tag = tag or default_tag(frozen)
+    before_tag()
     engine.tag(image_id, final_tag)
     return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created,
                        frozen.hash_stats)

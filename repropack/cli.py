@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -160,6 +161,11 @@ def freeze_command(
     print(f"wrote {', '.join(result.files)} to {output} (manifest sha256:{result.manifest_digest})")
 
 
+def _ignore_interrupts() -> None:
+    """From here on the command finishes what it started: Ctrl-C (SIGINT) no longer stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @app.command()
 def build(
     spec: SpecArg,
@@ -188,6 +194,7 @@ def build(
         on_note=(lambda line: None) if as_json else _say,
         on_progress=meter.update,
         allowed_secrets=frozenset(allow_secret or ()),
+        before_tag=_ignore_interrupts,
     )
     meter.done()
     if as_json:
