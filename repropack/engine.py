@@ -183,25 +183,23 @@ class Engine:
         raise EnvironmentProblem(f"{path} in {image} is missing or not a regular file.")
 
     @contextlib.contextmanager
-    def files(self, image: str, hidden: tuple[str, ...] = ()) -> Iterator[ImageFiles]:
-        """Read an image's files from outside (a created, never started container): nothing in the
-        image runs, so nothing in it can lie about its own content.
+    def export(self, image: str) -> Iterator[IO[bytes]]:
+        """The image as ``docker save`` writes it (a tar of its layer tars and configuration), streamed."""
+        with engine_errors(f"Exporting {image}"):
+            stream = self.client.api.get_image(image, chunk_size=1 << 20)
+            yield io.BufferedReader(_ChunkReader(iter(stream)), 1 << 20)
 
-        Each folder in ``hidden`` is covered by an empty volume (not filled from the image), so reading
-        a folder above it does not send what it holds: it reads as an empty folder. The engine resolves a
-        covered path inside the image, links included, so a caller must check that each one read as a
-        folder at its own path before trusting what it did not see."""
-        mounts = [docker.types.Mount(path, None, type="volume", no_copy=True) for path in hidden]
+    @contextlib.contextmanager
+    def files(self, image: str) -> Iterator[ImageFiles]:
+        """Read an image's files from outside (a created, never started container): nothing in the
+        image runs, so nothing in it can lie about its own content."""
         with engine_errors(f"Reading files of {image}"):
-            container = self.client.api.create_container(
-                image, command=["true"], entrypoint=[],
-                host_config=self.client.api.create_host_config(mounts=mounts) if mounts else None,
-            )
+            container = self.client.api.create_container(image, command=["true"], entrypoint=[])
         try:
             yield ImageFiles(self, container["Id"], image)
         finally:
             with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
-                self.client.api.remove_container(container["Id"], force=True, v=bool(mounts))
+                self.client.api.remove_container(container["Id"], force=True)
 
     # -- registries ----------------------------------------------------------------------------------
     def push(self, reference: str, on_progress: Callable[[PushProgress], None], attempts: int = 3) -> str:

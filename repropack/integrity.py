@@ -1,47 +1,52 @@
 """Integrity: is an image exactly what its manifest says? Checked from outside, before anything runs.
 
-Files are read through the engine's archive API from a container that is created but never started,
-so nothing in the image can influence the answer. Each check names every mismatch it finds, e.g.
-``/repro/code/train.py: sha256 differs``.
+Nothing in the image runs: its configuration comes from the engine's inspect, its files from the
+engine's export of its layers (``docker save``), so nothing in the image can influence the answer. Every
+file, folder, link and whiteout in the layers above the recorded base must be explained: ``/repro`` by
+the manifest, ``/repro/venv`` by the hash-pinned wheels (:mod:`repropack.venv_contents`); each mismatch
+is named, e.g. ``/repro/code/train.py: sha256 differs``.
 
-The package check reads the top of the environment's site-packages and its dist-info folders, not the
-packages' own folders (see ``hidden_folders``). The two checks that read the image's files (every pinned
-file, and the installed packages) are remembered per image id: an image id is the sha256 of the image's
-configuration, which names every layer by the digest of its content, so the same id is the same bytes.
-Only passing results are kept, keyed on the image id and the manifest's digest (and this module's check
-version); a damaged record is deleted, and ``REPROPACK_NO_CACHE=1`` checks everything afresh.
+The two checks that read the image's files are remembered per image id: an image id is the sha256 of
+the image's configuration, which names every layer by the digest of its content, so the same id is the
+same bytes. Only passing results are kept, keyed on the image id and the manifest's digest (and this
+module's check version); a damaged record is deleted, and ``REPROPACK_NO_CACHE=1`` checks afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.parser
 import hashlib
 import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from repropack import __version__
+from repropack import __version__, venv_contents
 from repropack.cachedir import cache_root, disabled
-from repropack.canonical import atomic_write
-from repropack.engine import Engine, ImageFiles
+from repropack.canonical import atomic_write, canonical_json, sha256_hex
+from repropack.engine import Engine
 from repropack.errors import EnvironmentProblem
+from repropack.freeze.base import CONFIG_FIELDS, inherited_config
 from repropack.freeze.data import INDEX_ROOT
-from repropack.freeze.lock import normalize
+from repropack.freeze.lock import LockedPackage
+from repropack.freeze.wheels import ensure_packages
 from repropack.hashing import index_entry, index_lines
-from repropack.manifest import digest_of
+from repropack.layers import Entry, read_upper_layers
+from repropack.manifest import IMAGE_ENV, digest_of
+from repropack.render import manifest_labels
+from repropack.venv_contents import VENV
 
 CHUNK = 1 << 20
 MAX_NAMED = 20  # a report names at most this many mismatches per check, then counts the rest
-CACHE_VERSION = 2  # raise when a cached check changes what it checks: older records then no longer count
+CACHE_VERSION = 3  # raise when a cached check changes what it checks: older records then no longer count
 CACHED_CHECKS = ("files", "packages")
 CACHED_NOTE = " (cached: it held on an earlier verify of this image id)"
 KEEP_S = 180 * 24 * 3600  # records not rewritten for this long are dropped
+CREATED_LABEL = "org.opencontainers.image.created"
+CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,11 @@ def manifest_checks(label_digest: str | None, manifest: dict[str, Any], paper: d
     return checks
 
 
-def _sha256(content: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: content.read(CHUNK), b""):
-        digest.update(block)
-    return digest.hexdigest()
-
-
 def expected_files(manifest: dict[str, Any], indexes: dict[str, bytes]) -> dict[str, dict[str, str]]:
     """Folder in the image -> {absolute file path: sha256} for everything the manifest pins.
 
     ``indexes``: the datasets' index files as read from the image, by path; only those whose sha256 is
-    the manifest's are used (a tampered index is reported by :func:`file_check` as a changed file)."""
+    the manifest's are used (a tampered index is reported by :func:`layer_checks` as a changed file)."""
     layout = manifest["layout"]
     folders: dict[str, dict[str, str]] = {
         layout["code"]: {f"{layout['code']}/{p}": r["sha256"] for p, r in manifest["code"]["files"].items()},
@@ -112,120 +110,58 @@ def expected_files(manifest: dict[str, Any], indexes: dict[str, bytes]) -> dict[
     return folders
 
 
-def _read_indexes(files: ImageFiles) -> dict[str, bytes]:
-    return {path: content.read() for path, _member, content in files.walk(INDEX_ROOT) if content is not None}
+def image_config(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The configuration repropack's template gives an image built from ``manifest``: the base image's
+    (as recorded at freeze time), with the Dockerfile's ENV, WORKDIR, ENTRYPOINT, CMD and LABELs over it."""
+    base = dict(manifest["base"].get("config") or {})
+    expected = {key: base.get(key) or None for key in CONFIG_FIELDS}
+    env = dict(item.partition("=")[::2] for item in base.get("Env") or [])
+    env.update(IMAGE_ENV)
+    expected["Env"] = sorted(f"{key}={value}" for key, value in env.items())
+    expected["Labels"] = {**(base.get("Labels") or {}), **manifest_labels(manifest)}
+    expected["WorkingDir"] = manifest["layout"]["code"]
+    expected["Entrypoint"] = list(manifest["runtime"]["entrypoint"])
+    expected["Cmd"] = None  # CMD [] after the base's
+    return expected
 
 
-def file_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
+def config_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
+    """The image's configuration is exactly what the template writes for this manifest: a changed
+    entrypoint, environment variable (LD_PRELOAD, PYTHONPATH, ...), user or working folder could make it
+    run something else."""
+    actual = inherited_config(engine.inspect(image).get("Config") or {})
+    expected = image_config(manifest)
     problems: list[str] = []
-    with engine.files(image) as files:
-        for folder, expected in expected_files(manifest, _read_indexes(files)).items():
-            seen: set[str] = set()
-            for path, member, content in files.walk(folder):
-                if member.isdir():
-                    continue
-                if content is None:
-                    problems.append(f"{path}: not a regular file")
-                    continue
-                seen.add(path)
-                if path not in expected:
-                    problems.append(f"{path}: not in the manifest")
-                elif _sha256(content) != expected[path]:
-                    problems.append(f"{path}: sha256 differs")
-            problems += [f"{path}: missing" for path in sorted(set(expected) - seen)]
-    return _check("files", "every file under /repro/code, /repro/config, /repro/runtime, the datasets' indexes "
-                  "and the embedded data matches its sha256", sorted(problems))
+    if not manifest["base"].get("config"):
+        problems.append("the manifest records no base image configuration (frozen without a Docker engine)")
+    if actual["Env"] is not None:
+        actual["Env"] = sorted(actual["Env"])
+    labels = dict(actual["Labels"] or {})
+    if CREATED.fullmatch(labels.get(CREATED_LABEL, "")):
+        expected["Labels"][CREATED_LABEL] = labels[CREATED_LABEL]  # the build's time: any such timestamp
+    for key in CONFIG_FIELDS:
+        if key in ("Env", "Labels"):
+            problems += _differences(key, _pairs(actual[key]), _pairs(expected[key]))
+        elif actual[key] != expected[key]:
+            problems.append(f"{key} is {json.dumps(actual[key])}, repropack writes {json.dumps(expected[key])}")
+    return _check("config", "the image's configuration (entrypoint, environment, user, labels, ...) is what "
+                  "repropack writes for this manifest", problems)
 
 
-def hidden_folders(manifest: dict[str, Any]) -> tuple[str, ...]:
-    """Folders the package check need not read: each locked distribution's import package by its usual
-    name, and auditwheel's ``NAME.libs`` beside it, at the top of site-packages.
-
-    Only the names at the top of site-packages and the dist-info folders there decide the check, so leaving
-    any other folder unread cannot change its answer, only its cost: torch's own folder is 750 of the 910 MB
-    of a torch environment, and the engine can only list a folder by sending all it holds."""
-    python = manifest["base"].get("python")
-    if not python:
-        return ()
-    site = f"{_venv(manifest)}/lib/python{python}/site-packages"
-    names = {normalize(name).replace("-", "_") for name in manifest["dependencies"]["packages"]}
-    return tuple(sorted(f"{site}/{name}{suffix}" for name in names for suffix in ("", ".libs")))
+def _pairs(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return dict(str(item).partition("=")[::2] for item in value or [])
 
 
-@dataclass(frozen=True)
-class Installed:
-    """The distributions at the top of an environment's site-packages, as pip records them."""
-
-    versions: dict[str, list[str]]  # normalized name -> every version a dist-info says (one, unless tampered)
-    without_metadata: list[str]  # dist-info entries with no METADATA file: nothing pip would leave
-
-
-def _is_top_level(parts: list[str], depth: int) -> bool:
-    """``parts[-depth]`` is an entry of a site-packages folder: vendored dist-info (setuptools/_vendor/...)
-    belongs to its package, not to the environment."""
-    return len(parts) > depth and parts[-depth - 1] == "site-packages"
-
-
-def _read_environment(files: ImageFiles, lib: str, hidden: tuple[str, ...]) -> tuple[Installed, set[str]]:
-    """What ``lib`` holds, and which of ``hidden`` read as folders at their own paths."""
-    versions: dict[str, list[str]] = {}
-    infos: set[str] = set()
-    described: set[str] = set()
-    covered: set[str] = set()
-    parser = email.parser.BytesParser()
-    for path, member, content in files.walk(lib):
-        parts = path.split("/")
-        if member.isdir() and path in hidden:
-            covered.add(path)
-        if _is_top_level(parts, 1) and parts[-1].endswith(".dist-info"):
-            infos.add(path)
-        elif (content is not None and parts[-1] == "METADATA" and parts[-2].endswith(".dist-info")
-              and _is_top_level(parts, 2)):
-            headers = parser.parsebytes(content.read(), headersonly=True)
-            versions.setdefault(normalize(str(headers["Name"])), []).append(str(headers["Version"]))
-            described.add(path.rpartition("/")[0])
-    return Installed(versions, sorted(infos - described)), covered
-
-
-def installed_packages(engine: Engine, image: str, venv: str, hidden: tuple[str, ...] = ()) -> Installed:
-    """Every distribution installed in the image's environment (from its dist-info folders).
-
-    ``hidden`` folders are not read (see ``hidden_folders``). The engine resolves them inside the image, so
-    one that is a link could cover something else, a dist-info folder say: unless every one read as a
-    folder at its own path, the environment is read again in full."""
-    if hidden:
-        with contextlib.suppress(EnvironmentProblem):  # e.g. a hidden path is a file: it cannot be covered
-            with engine.files(image, hidden) as files:
-                installed, covered = _read_environment(files, f"{venv}/lib", hidden)
-            if covered == set(hidden):
-                return installed
-    with engine.files(image) as files:
-        return _read_environment(files, f"{venv}/lib", ())[0]
-
-
-def package_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
-    locked = {normalize(name): version for name, version in manifest["dependencies"]["packages"].items()}
-    environment = installed_packages(engine, image, _venv(manifest), hidden_folders(manifest))
-    installed = {name: found[0] for name, found in environment.versions.items()}
-    problems = [
-        f"{name}: installed but not in the lockfile ({installed[name]})"
-        for name in sorted(set(installed) - set(locked))
-    ]
-    problems += [f"{name}: in the lockfile but not installed" for name in sorted(set(locked) - set(installed))]
-    problems += [
-        f"{name}: installed {installed[name]}, locked {locked[name]}"
-        for name in sorted(set(locked) & set(installed)) if installed[name] != locked[name]
-    ]
-    problems += [
-        f"{name}: installed more than once ({', '.join(sorted(found))})"
-        for name, found in sorted(environment.versions.items()) if len(found) > 1
-    ]
-    problems += [f"{path}: a dist-info folder without METADATA" for path in environment.without_metadata]
-    return _check("packages", "the installed Python packages are exactly the lockfile's", problems)
-
-
-def _venv(manifest: dict[str, Any]) -> str:
-    return str(manifest["layout"]["python"]).removesuffix("/bin/python")
+def _differences(field_name: str, actual: dict[str, str], expected: dict[str, str]) -> list[str]:
+    problems = [f"{field_name} {key}={actual[key]!r}: repropack sets no such value"
+                for key in sorted(set(actual) - set(expected))]
+    problems += [f"{field_name} {key} is missing (repropack sets {expected[key]!r})"
+                 for key in sorted(set(expected) - set(actual))]
+    problems += [f"{field_name} {key}={actual[key]!r}, repropack sets {expected[key]!r}"
+                 for key in sorted(set(actual) & set(expected)) if actual[key] != expected[key]]
+    return problems
 
 
 def base_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
@@ -240,14 +176,109 @@ def base_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
     return _check("base", "the image starts with the recorded base image's layers", problems)
 
 
-def config_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
-    """The image's entrypoint is repropack's runtime: a changed entrypoint could report anything."""
-    config = engine.inspect(image).get("Config") or {}
-    expected = manifest["runtime"]["entrypoint"]
-    problems = [] if config.get("Entrypoint") == expected else [
-        f"entrypoint is {config.get('Entrypoint')}, the manifest says {expected}"
+def _locked_wheels(manifest: dict[str, Any]) -> list[Path]:
+    """The wheels whose hashes the lock pins, from the wheelhouse (fetched by those hashes when missing)."""
+    dependencies = manifest["dependencies"]
+    hashes = dependencies.get("hashes")
+    if not isinstance(hashes, dict) or set(hashes) != set(dependencies["packages"]):
+        raise _Unexplained("the manifest does not record the lock's wheel hashes (built by an older repropack); "
+                           "rebuild the image to verify it")
+    packages = tuple(LockedPackage(name, version, tuple(hashes[name]),
+                                   f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in hashes[name]))
+                     for name, version in sorted(dependencies["packages"].items()))
+    try:
+        found = ensure_packages(packages)
+    except EnvironmentProblem as exc:
+        raise EnvironmentProblem(
+            "verify reads each installed file's sha256 from the hash-pinned wheels themselves, and a locked wheel "
+            f"could not be had: {exc.message}",
+            hint="Give this machine access to the package index (or put the wheels in the wheelhouse, "
+                 "~/.cache/repropack/wheels), then verify again; nothing was run.",
+        ) from None
+    return [path for name in sorted(found) for path in found[name]]
+
+
+class _Unexplained(Exception):
+    pass
+
+
+def layer_checks(engine: Engine, image: str, manifest: dict[str, Any]) -> list[Check]:
+    """Every file, folder, link and whiteout in every layer above the recorded base, explained.
+
+    ``/repro`` by the manifest, ``/repro/venv`` by the locked wheels (:mod:`repropack.venv_contents`), and
+    nothing else anywhere. Two checks come out: ``files`` (all but the environment) and ``packages``."""
+    python = str(manifest["base"].get("python") or manifest["experiment"]["python"])
+    venv_problems: list[str] = []
+    try:
+        wheels = _locked_wheels(manifest)
+    except _Unexplained as exc:
+        venv_problems.append(str(exc))
+        wheels = []
+    depth = len(manifest["base"].get("layers") or []) + len(manifest["base"].get("setup") or [])
+    upper = read_upper_layers(engine, image, depth, keep=lambda path: path.startswith(INDEX_ROOT + "/")
+                              or path == f"{VENV}/pyvenv.cfg")
+    indexes = {path: data for path, data in upper.kept.items() if path.startswith(INDEX_ROOT + "/")}
+    pinned = {path: digest for folder in expected_files(manifest, indexes).values() for path, digest in folder.items()}
+    pinned[manifest["layout"]["manifest"]] = sha256_hex(canonical_json(manifest))
+    venv = venv_contents.environment(wheels, python)
+    folders = {"/repro", *manifest["layout"].values(), INDEX_ROOT, "/repro/runtime", VENV} | venv.folders
+    folders |= {ds["mount"] for ds in manifest["datasets"].values() if ds["embed"]}
+    folders -= {manifest["layout"]["output"], manifest["layout"]["python"], manifest["layout"]["manifest"]}
+    for path in [*pinned, *venv.files, *venv.links]:
+        folder = path.rpartition("/")[0]
+        while folder.startswith("/repro") and folder not in folders:
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    file_problems: list[str] = []
+    for path, entry in sorted(upper.entries.items()):
+        in_venv = path == VENV or path.startswith(VENV + "/")
+        problems = venv_problems if in_venv else file_problems
+        problem = _explain(path, entry, pinned, venv, folders, upper.kept)
+        if problem:
+            problems.append(f"{path}: {problem}")
+    file_problems += [f"{path}: missing" for path in sorted(set(pinned) - set(upper.entries))]
+    venv_problems += [f"{path}: missing" for path in sorted((set(venv.files) | set(venv.links) |
+                                                             {f"{VENV}/pyvenv.cfg"}) - set(upper.entries))]
+    return [
+        _check("files", "every file, folder and link in the layers above the base is explained: /repro by the "
+               "manifest, /repro/venv by the locked wheels; nothing else anywhere", _by_path(file_problems)),
+        _check("packages", f"every file of /repro/venv matches the RECORD of the hash-pinned wheel it comes from "
+               f"({len(wheels)} wheels), or is one of the few the installer and the venv create",
+               _by_path(venv_problems)),
     ]
-    return _check("entrypoint", "the image runs repropack's runtime", problems)
+
+
+def _by_path(problems: list[str]) -> list[str]:
+    """``PATH: problem`` lines in path order (a folder before what is beside it: ``a`` before ``a.b/c``)."""
+    return sorted(problems, key=lambda line: (line.partition(": ")[0], line))
+
+
+def _explain(path: str, entry: Entry, pinned: dict[str, str], venv: venv_contents.Expected,
+             folders: set[str], kept: dict[str, bytes]) -> str | None:
+    """None when ``path`` is what repropack puts there; else what is wrong with it."""
+    if entry.kind in ("whiteout", "opaque"):
+        return "deleted (a whiteout in a layer above the base)"
+    if entry.kind == "dir":
+        return None if path in folders else "a folder nothing explains"
+    if entry.kind == "symlink":
+        target = venv.links.get(path)
+        return None if target is not None and entry.target == target else f"a link (to {entry.target}) nothing explains"
+    if entry.kind != "file":
+        return f"a {entry.kind} nothing explains"
+    expected = pinned.get(path, venv.files.get(path))
+    if expected is not None:
+        return None if entry.sha256 == expected else "sha256 differs"
+    if path in venv.free_files:
+        return None
+    if path == f"{VENV}/pyvenv.cfg":
+        content = kept.get(path, b"")
+        good = venv.pyvenv is not None and venv.pyvenv.fullmatch(content.decode(errors="replace"))
+        return None if good and hashlib.sha256(content).hexdigest() == entry.sha256 else "not what the venv writes"
+    if path.startswith(VENV + "/"):
+        return "not from a locked wheel"
+    if path.startswith("/repro/"):
+        return "not in the manifest"
+    return "added outside /repro in a layer above the base"
 
 
 def image_checks(
@@ -258,16 +289,11 @@ def image_checks(
     ``image`` must be an image id (``sha256:...``) for ``cache`` to be used: a tag can move."""
     digest = str(manifest.get("sha256", ""))
     remembered = cache.get(image, digest) if cache is not None else {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="repropack-packages") as pool:
-        # the package check reads beside the others (its own container, its own stream)
-        packages = remembered.get("packages")
-        pending = None if packages is not None else pool.submit(package_check, engine, image, manifest)
-        checks = [
-            config_check(engine, image, manifest),
-            base_check(engine, image, manifest),
-            remembered.get("files") or file_check(engine, image, manifest),
-        ]
-        checks.append(pending.result() if pending is not None else remembered["packages"])
+    checks = [config_check(engine, image, manifest), base_check(engine, image, manifest)]
+    if all(name in remembered for name in CACHED_CHECKS):
+        checks += [remembered[name] for name in CACHED_CHECKS]
+    else:
+        checks += layer_checks(engine, image, manifest)
     if cache is not None:
         cache.put(image, digest, [c for c in checks if c.name in CACHED_CHECKS and c.passed and not c.cached])
     return checks

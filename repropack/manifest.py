@@ -25,6 +25,13 @@ SCHEMA = "repropack.manifest/v1"
 REQUIRED_KEYS = ("base", "code", "commands", "config", "datasets", "dependencies", "experiment", "layout",
                  "metrics", "runtime", "sha256")
 ENTRYPOINT = ["/repro/venv/bin/python", "-I", "/repro/runtime/entrypoint.py"]
+# What the Dockerfile's ENV sets (over the base image's environment); verify expects exactly this.
+IMAGE_ENV = {
+    "PATH": "/repro/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "HOME": "/tmp",
+}
 LAYOUT = {
     "code": "/repro/code",
     "config": "/repro/config",
@@ -63,6 +70,7 @@ def build_manifest(
         "base": {
             "name": base.name, "reference": base.reference, "image_id": base.image_id,
             "python": base.python, "cuda": base.cuda, "layers": list(base.layers),
+            "setup": list(base.setup), "config": base.config or None,
         },
         "dependencies": {
             "lockfile": lock.path.name,
@@ -70,6 +78,7 @@ def build_manifest(
             "inputs_sha256": lock.inputs_sha256,
             "count": len(lock.packages),
             "packages": lock.versions(),
+            "hashes": {p.name: sorted(p.hashes) for p in lock.packages},
         },
         "config": config.record() if config else None,
         "datasets": {name: _dataset_record(ds) for name, ds in datasets.items()},

@@ -7,32 +7,37 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 import jinja2
 
 from repropack import __version__
 from repropack.canonical import sha256_hex
 from repropack.freeze import Frozen
-from repropack.manifest import ENTRYPOINT, SCHEMA
+from repropack.manifest import ENTRYPOINT, IMAGE_ENV
 
 LABEL_PREFIX = "io.repropack"
 ENVIRONMENT_TEMPLATE = "environment.Dockerfile.j2"
 ENVIRONMENT_REPOSITORY = "repropack/env"
 
 
-def image_labels(frozen: Frozen) -> dict[str, str]:
-    """The labels fixed by the manifest (the build adds org.opencontainers.image.created)."""
+def manifest_labels(manifest: dict[str, Any]) -> dict[str, str]:
+    """The labels fixed by a sealed manifest (the build adds org.opencontainers.image.created)."""
     labels = {
-        "org.opencontainers.image.title": frozen.spec.name,
-        "org.opencontainers.image.revision": frozen.code.commit,
-        "org.opencontainers.image.base.name": frozen.base.reference,
-        f"{LABEL_PREFIX}.manifest.digest": f"sha256:{frozen.digest}",
-        f"{LABEL_PREFIX}.schema": SCHEMA,
-        f"{LABEL_PREFIX}.version": __version__,
+        "org.opencontainers.image.title": str(manifest["experiment"]["name"]),
+        "org.opencontainers.image.revision": str(manifest["code"]["commit"]),
+        "org.opencontainers.image.base.name": str(manifest["base"]["reference"]),
+        f"{LABEL_PREFIX}.manifest.digest": f"sha256:{manifest['sha256']}",
+        f"{LABEL_PREFIX}.schema": str(manifest["schema"]),
+        f"{LABEL_PREFIX}.version": str(manifest["repropack"]),
     }
-    if frozen.code.source:
-        labels["org.opencontainers.image.source"] = frozen.code.source
+    if manifest["code"].get("source"):
+        labels["org.opencontainers.image.source"] = str(manifest["code"]["source"])
     return dict(sorted(labels.items()))
+
+
+def image_labels(frozen: Frozen) -> dict[str, str]:
+    return manifest_labels({**frozen.manifest, "sha256": frozen.digest})
 
 
 def _quote(value: str) -> str:
@@ -78,5 +83,6 @@ def render_dockerfile(frozen: Frozen) -> str:
         has_config=frozen.config is not None,
         datasets_index=bool(frozen.datasets),
         entrypoint=json.dumps(ENTRYPOINT),
+        env=list(IMAGE_ENV.items()),
         labels=[(key, _quote(value)) for key, value in image_labels(frozen).items()],
     )

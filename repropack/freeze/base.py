@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from repropack import base_images_catalog as catalog
 from repropack.engine import Engine
@@ -11,6 +12,14 @@ from repropack.freeze.lock import Lock
 from repropack.spec import Spec
 
 AUTO_CUDA = "cuda"
+# The parts of a base image's configuration an image built on it inherits (and verify compares).
+CONFIG_FIELDS = ("Cmd", "Entrypoint", "Env", "ExposedPorts", "Healthcheck", "Labels", "OnBuild", "Shell",
+                 "StopSignal", "User", "Volumes", "WorkingDir")
+
+
+def inherited_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The inherited configuration fields, with an empty value written one way (None)."""
+    return {key: config.get(key) or None for key in CONFIG_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,7 @@ class ResolvedBase:
     cuda: str | None
     setup: tuple[str, ...]
     layers: tuple[str, ...] = ()  # the base's layer diff ids: an image built on it starts with them
+    config: dict[str, Any] = field(default_factory=dict)  # what an image built on it inherits (CONFIG_FIELDS)
 
     @property
     def from_line(self) -> str:
@@ -33,7 +43,9 @@ def resolve_base(spec: Spec, lock: Lock, engine: Engine | None) -> ResolvedBase:
     base = _resolve(spec, lock, engine)
     if engine is None or base.image_id is None:
         return base
-    return replace(base, layers=tuple(engine.layers(base.image_id)))
+    details = engine.inspect(base.image_id)
+    layers = tuple(str(layer) for layer in (details.get("RootFS") or {}).get("Layers") or [])
+    return replace(base, layers=layers, config=inherited_config(details.get("Config") or {}))
 
 
 def _resolve(spec: Spec, lock: Lock, engine: Engine | None) -> ResolvedBase:

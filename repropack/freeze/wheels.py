@@ -38,27 +38,33 @@ def _index(house: Path) -> dict[str, str]:
 
 def ensure_wheels(lock: Lock) -> dict[str, Path]:
     """Package name -> a wheel in the wheelhouse whose hash the lock allows; downloads what is missing."""
+    return {name: paths[0] for name, paths in ensure_packages(lock.packages).items()}
+
+
+def ensure_packages(packages: tuple[LockedPackage, ...]) -> dict[str, list[Path]]:
+    """Package name -> every wheel in the wheelhouse whose hash is one of the package's pinned ones
+    (downloaded, by those hashes, when there is none yet). Raises when a package has no such wheel."""
     house = wheelhouse()
     house.mkdir(parents=True, exist_ok=True)
     index = _index(house)
-    missing = [p for p in lock.packages if not any(h in index for h in p.hashes)]
+    missing = [p for p in packages if not any(h in index for h in p.hashes)]
     if missing:
         with exclusive(house / ".lock"):  # one download at a time; the index is read again under the lock
             index = _index(house)
-            missing = [p for p in lock.packages if not any(h in index for h in p.hashes)]
+            missing = [p for p in packages if not any(h in index for h in p.hashes)]
             if missing:
                 index.update(_download(missing, house))
                 atomic_write(house / "index.json", json.dumps(dict(sorted(index.items())), indent=1).encode())
-    found: dict[str, Path] = {}
-    for package in lock.packages:
-        name = next((index[h] for h in package.hashes if h in index), None)
-        if name is None:
+    found: dict[str, list[Path]] = {}
+    for package in packages:
+        paths = [house / index[h] for h in package.hashes if h in index]
+        if not paths:
             raise EnvironmentProblem(
                 f"No wheel of {package.name}=={package.version} with a locked hash could be downloaded "
                 "(only a source distribution may exist).",
                 hint="Pin a version that publishes a wheel for this platform, then 'repropack lock'.",
             )
-        found[package.name] = house / name
+        found[package.name] = paths
     return found
 
 

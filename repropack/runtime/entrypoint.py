@@ -29,13 +29,18 @@ import threading
 import time
 from typing import Any
 
-MANIFEST = os.environ.get("REPRO_MANIFEST", "/repro/manifest.json")
+MANIFEST = "/repro/manifest.json"  # always this file: a path from the environment could name a forged one
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 HOOKS_DIR = os.path.join(RUNTIME_DIR, "hooks")
 CUBLAS_WORKSPACE = ":4096:8"
 TAIL_LINES = 20
 DETERMINISM_MODES = ("strict", "warn", "off")
 SETTINGS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "REPRO_DETERMINISM", "REPRO_DEVICE")
+COMMAND_PATH = "/repro/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Inherited variables the command never sees: each can make a process load or run other code (the
+# dynamic loader's, Python's, the shells' start-up files, glibc's converters and tunables) or is ours to set.
+DROPPED_PREFIXES = ("PYTHON", "LD_", "REPRO_")
+DROPPED = ("PATH", "BASH_ENV", "ENV", "GCONV_PATH", "GLIBC_TUNABLES", "PERL5OPT", "PERL5LIB", "NODE_OPTIONS")
 
 
 class Stop(Exception):
@@ -254,10 +259,18 @@ def command_argv(manifest: dict[str, Any], name: str, config: str | None, seed: 
 
 def command_environment(manifest: dict[str, Any], options: dict[str, Any], config: str | None,
                         device: str, state: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """The command's environment, built here: what it inherits loses every variable that could make it
+    load other code (``DROPPED_PREFIXES``, ``DROPPED``), then gets repropack's own settings."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(DROPPED_PREFIXES) and key not in DROPPED}
     seed = str(options["seed"])
     settings = {
+        "PATH": COMMAND_PATH,
+        "PYTHONUNBUFFERED": "1",
         "PYTHONHASHSEED": seed,
+        # byte-code goes to a folder of this run's: none is read from, or written to, the image
+        "PYTHONPYCACHEPREFIX": os.path.join(state, "pycache"),
+        "PYTHONPATH": HOOKS_DIR,
         "REPRO_SEED": seed,
         "REPRO_DETERMINISM": options["determinism"],
         "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE,
@@ -272,7 +285,6 @@ def command_environment(manifest: dict[str, Any], options: dict[str, Any], confi
     if device == "cpu" and manifest["experiment"]["gpu"] == "none":
         settings["CUDA_VISIBLE_DEVICES"] = ""
     env.update(settings)
-    env["PYTHONPATH"] = HOOKS_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 

@@ -62,11 +62,22 @@ def write_results() -> Any:
 
 
 def run(command: str, output: Path, *args: str, manifest_file: Path = MANIFEST) -> tuple[int, str, dict[str, Any]]:
-    """The entrypoint as `docker run IMAGE COMMAND` would start it; (exit code, output, run.json)."""
-    env = dict(os.environ, REPRO_MANIFEST=str(manifest_file))
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # `python` is this one
-    done = subprocess.run([sys.executable, str(ENTRYPOINT), command, "--output", str(output), *args],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    """The entrypoint as `docker run IMAGE COMMAND` would start it; (exit code, output, run.json).
+
+    The runtime reads only /repro/manifest.json and runs commands with its own PATH (/repro/venv/bin
+    first), so another manifest is put in its place for the run, and /repro/venv/bin/python is this Python."""
+    venv_python = Path("/repro/venv/bin/python")
+    if not venv_python.exists():
+        venv_python.parent.mkdir(parents=True, exist_ok=True)
+        venv_python.symlink_to(sys.executable)
+    original = MANIFEST.read_bytes()
+    try:
+        if manifest_file != MANIFEST:
+            MANIFEST.write_bytes(manifest_file.read_bytes())
+        done = subprocess.run([sys.executable, str(ENTRYPOINT), command, "--output", str(output), *args],
+                              capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        MANIFEST.write_bytes(original)
     record_file = output / "run.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     return done.returncode, done.stdout + done.stderr, record

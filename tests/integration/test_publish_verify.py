@@ -58,7 +58,7 @@ def test_publish_forget_then_verify_by_reference_and_from_the_paper_manifest(
     report = by_reference.json()
     assert report["reproduced"] is True
     assert all(check["passed"] for check in report["integrity"].values())  # type: ignore[union-attr]
-    assert {"files", "packages", "base", "label", "entrypoint"} <= set(report["integrity"])  # type: ignore[arg-type]
+    assert {"files", "packages", "base", "label", "config"} <= set(report["integrity"])  # type: ignore[arg-type]
 
     forget(docker_client, reference)
     from_paper = repropack("verify", str(paper), "--json")
@@ -120,9 +120,9 @@ def test_verify_is_sandboxed_by_default(make_experiment: Callable[..., Experimen
             "RUN mkdir -p /repro/venv/lib/python3.11/site-packages/evil-1.0.dist-info && "
             "printf 'Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n' "
             "> /repro/venv/lib/python3.11/site-packages/evil-1.0.dist-info/METADATA",
-            "evil: installed but not in the lockfile (1.0)",
+            "/repro/venv/lib/python3.11/site-packages/evil-1.0.dist-info/METADATA: not from a locked wheel",
         ),
-        ('ENTRYPOINT ["/bin/sh", "-c", "echo mean: 6"]', "entrypoint is ['/bin/sh', '-c', 'echo mean: 6']"),
+        ('ENTRYPOINT ["/bin/sh", "-c", "echo mean: 6"]', 'Entrypoint is ["/bin/sh", "-c", "echo mean: 6"]'),
     ],
     ids=["code-file", "data-file", "extra-code-file", "extra-package", "entrypoint"],
 )

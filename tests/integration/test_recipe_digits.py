@@ -69,13 +69,12 @@ SITE = "/repro/venv/lib/python3.11/site-packages"
     ("change", "named"),
     [
         (f"RUN sed -i 's/^Version: .*/Version: 2.13.1/' {SITE}/torch-2.13.0+cpu.dist-info/METADATA",
-         "torch: installed 2.13.1, locked 2.13.0+cpu"),
-        # the package check leaves locked packages' folders unread (torch's is 750 MB): one that is a link
-        # to an extra distribution's dist-info must not hide it
+         f"{SITE}/torch-2.13.0+cpu.dist-info/METADATA: sha256 differs"),
+        # a link over a locked package's folder to an extra distribution's dist-info hides nothing
         (f"RUN cd {SITE} && mkdir evil-1.0.dist-info && "
          "printf 'Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n' > evil-1.0.dist-info/METADATA && "
          "mv jinja2 jinja2.moved && ln -s evil-1.0.dist-info jinja2",
-         "evil: installed but not in the lockfile (1.0)"),
+         f"{SITE}/jinja2: a link (to evil-1.0.dist-info) nothing explains"),
     ],
     ids=["version", "link-over-an-extra-package"],
 )
