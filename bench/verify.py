@@ -36,10 +36,10 @@ def scenario(bench: Bench) -> list[Row]:
     base = median(plain)
     return [
         Row("verify", "verify, cold (first verify of this image id)", median(cold), "s", base, "docker run",
-            median(cold) - base, "<= +2 s", median(cold) - base <= 2.0, samples=cold, baseline_samples=plain,
+            median(cold) - base, "<= +6 s", median(cold) - base <= 6.0, samples=cold, baseline_samples=plain,
             note=f"ratio column: seconds more than docker run; cold - warm = {median(cold) - median(warm):.1f} s, the "
-                 "integrity checks reading the image (pinned files; site-packages without the packages' folders)"),
+                 "integrity checks reading every layer above the base (docker save) and the locked wheels"),
         Row("verify", "verify, warm (integrity results cached)", median(warm), "s", base, "docker run",
-            median(warm) - base, "<= +2 s", median(warm) - base <= 2.0, samples=warm, baseline_samples=plain,
+            median(warm) - base, "<= +0.5 s", median(warm) - base <= 0.5, samples=warm, baseline_samples=plain,
             note=f"files/packages checks reported cached: {sorted(cached)}"),
     ]

@@ -131,3 +131,11 @@ def test_a_layer_tar_reads_back_with_hashes() -> None:
     found = dict(entries)
     assert found["/x/y"].sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert found["/x/l"].target == "y" and kept == {"/x/y": b"abc"}
+
+
+def test_an_image_on_another_base_is_named() -> None:
+    engine = FakeEngine()
+    engine.layers = lambda image: ["sha256:another-base", "sha256:top0"]  # type: ignore[method-assign]
+    assert problems(engine)["base"] == ["the image is not built on the recorded base debian"]
+    engine.manifest["base"]["layers"] = []
+    assert problems(engine)["base"] == ["the manifest records no base layers (frozen without a Docker engine)"]

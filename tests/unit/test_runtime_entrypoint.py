@@ -326,6 +326,23 @@ def test_command_environment_sets_seeds_and_dataset_paths(make_manifest: Callabl
     assert "CUDA_VISIBLE_DEVICES" not in env or env["CUDA_VISIBLE_DEVICES"] != ""
 
 
+def test_the_command_environment_inherits_nothing_that_loads_code(
+    make_manifest: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inherited = {"PYTHONPATH": "/evil", "PYTHONSTARTUP": "/evil.py", "PYTHONPYCACHEPREFIX": "/evil",
+                 "LD_PRELOAD": "/evil.so", "LD_LIBRARY_PATH": "/evil", "PATH": "/evil:/usr/bin",
+                 "BASH_ENV": "/evil.sh", "REPRO_MANIFEST": "/evil.json", "GLIBC_TUNABLES": "x"}
+    for key, value in {**inherited, "NVIDIA_VISIBLE_DEVICES": "all"}.items():
+        monkeypatch.setenv(key, value)
+    env = ep.command_environment(make_manifest(), {"seed": 1, "determinism": "off", "output": "/o"}, None, "cpu",
+                                 "/state")
+    assert not [key for key in inherited if "evil" in env.get(key, "") or env.get(key) == "x"], env
+    assert env["PATH"] == ep.COMMAND_PATH and env["PYTHONPATH"] == ep.HOOKS_DIR
+    assert env["PYTHONPYCACHEPREFIX"] == "/state/pycache"
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # the container runtime's own settings stay
+    assert ep.MANIFEST == "/repro/manifest.json"
+
+
 def test_gpu_none_hides_devices(make_manifest: Callable[..., dict[str, Any]]) -> None:
     manifest = make_manifest(experiment={"name": "x", "seed": 0, "gpu": "none"})
     env = ep.command_environment(manifest, {"seed": 0, "determinism": "off", "output": "/o"}, None, "cpu", "/s")
