@@ -128,7 +128,7 @@ def test_a_killed_build_leaves_nothing_half_written(
     (experiment.folder / "requirements.lock").unlink()  # the build resolves it: kill it during that, or later
     experiment.commit("no lock")
     before = sorted(p.name for p in experiment.folder.iterdir())
-    tag = experiment.tag(f"killed-{sig.name.lower()}")
+    tag = experiment.tag(f"killed-{sig.name.lower()}-{int(delay * 10)}")  # one tag per case: none left by another
     process = subprocess.Popen([sys.executable, "-m", "repropack", "build", str(experiment.spec), "--tag", tag],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(delay)
