@@ -48,6 +48,10 @@ SecretOpt = Annotated[
     list[str] | None,
     typer.Option("--allow-secret", metavar="PATH", help="Let this secret-looking file into the image (repeatable)."),
 ]
+MaxOutputOpt = Annotated[
+    str | None,
+    typer.Option("--max-output", metavar="SIZE", help="Stop the run past SIZE written to /output (default 1G)."),
+]
 GpusOpt = Annotated[
     str | None, typer.Option("--gpus", metavar="all", help="'all' gives the container every GPU (like docker run).")
 ]
@@ -235,6 +239,7 @@ def run(
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Run as verify does: no network, no capabilities, limits.")
     ] = False,
+    max_output: MaxOutputOpt = None,
 ) -> None:
     """Run one of the image's commands; results land in OUTPUT (metrics.json, run.json)."""
     from repropack.engine import Engine
@@ -249,6 +254,7 @@ def run(
         timeout=timeout,
         gpus=_gpus(gpus),
         sandbox=_sandbox(not sandbox, False, None, None),
+        max_output=_max_output(max_output),
     )
     engine = Engine.connect()
     outcome = run_image(engine, load_image_manifest(engine, image), request, output, print)
@@ -262,6 +268,12 @@ def _seeds(value: str | None) -> tuple[int, ...]:
     if not parts or not all(part.isascii() and part.isdigit() and int(part) < 2**32 for part in parts):
         raise BadInput(f"--seeds takes whole numbers separated by commas (for example 0,1,2), not '{value}'.")
     return tuple(int(part) for part in parts)
+
+
+def _max_output(value: str | None) -> int:
+    from repropack.output_limit import DEFAULT_MAX_OUTPUT, parse_size
+
+    return DEFAULT_MAX_OUTPUT if value is None else parse_size(value)
 
 
 def _sandbox(off: bool, network: bool, memory: str | None, pids: int | None) -> Sandbox:
@@ -299,6 +311,7 @@ def verify(
         str | None,
         typer.Option("--source", metavar="GIT_REPO", help="Also check the code against its commit in this git repo."),
     ] = None,
+    max_output: MaxOutputOpt = None,
 ) -> None:
     """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.engine import Engine
@@ -313,6 +326,7 @@ def verify(
         sandbox=_sandbox(no_sandbox, network, memory, pids),
         cache=not no_cache,
         source=source,
+        max_output=_max_output(max_output),
     )
     from repropack.runner import parse_data
     from repropack.targets import read_paper_target

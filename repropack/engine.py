@@ -22,6 +22,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from repropack.errors import EnvironmentProblem
+from repropack.output_limit import OutputWatcher, folder_size
 
 START_HINT = (
     "Start the Docker engine (for example 'sudo systemctl start docker', or 'sudo dockerd &'), "
@@ -60,10 +61,19 @@ class PushProgress:
 
 
 @dataclass(frozen=True)
+class OutputCap:
+    """The host folder mounted as the container's /output, and how many bytes the run may leave in it."""
+
+    folder: Path
+    max_bytes: int
+
+
+@dataclass(frozen=True)
 class RunResult:
     exit_code: int
     output_tail: list[str]
     oom_killed: bool
+    output_exceeded: bool = False  # stopped (or found after exit) past OutputCap.max_bytes
 
 
 @contextlib.contextmanager
@@ -258,8 +268,12 @@ class Engine:
         gpus: bool,
         on_line: Callable[[str], None],
         sandbox: Sandbox = OPEN,
+        output_cap: OutputCap | None = None,
     ) -> RunResult:
-        """Run ``image`` with ``args`` to completion, streaming its output; the container is removed after."""
+        """Run ``image`` with ``args`` to completion, streaming its output; the container is removed after.
+
+        With ``output_cap``, no file the container writes may outgrow the cap (``fsize`` limit), and the
+        container is killed once the folder holds more (see :mod:`repropack.output_limit`)."""
         device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else None
         binds: dict[str, Mapping[str, str]] = {
             m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts
@@ -273,6 +287,8 @@ class Engine:
                 read_only=sandbox.read_only_root,
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=4g"} if sandbox.read_only_root else None,
                 mem_limit=sandbox.memory, pids_limit=sandbox.pids,
+                ulimits=[docker.types.Ulimit(name="fsize", soft=output_cap.max_bytes, hard=output_cap.max_bytes)]
+                if output_cap else None,
             )
             try:
                 container = self.client.api.create_container(
@@ -283,6 +299,7 @@ class Engine:
                                          hint="Build it with 'repropack build', or pull it.") from None
             cid = container["Id"]
             tail: list[str] = []
+            watcher = self._output_watcher(cid, output_cap)
             try:
                 try:
                     self.client.api.start(cid)
@@ -294,6 +311,8 @@ class Engine:
                             hint="Install the NVIDIA Container Toolkit, or run without --gpus.",
                         ) from None
                     raise
+                if watcher:
+                    watcher.start()
                 pending = ""
                 for chunk in self.client.api.logs(cid, stream=True, follow=True):
                     pending += chunk.decode(errors="replace")
@@ -307,11 +326,26 @@ class Engine:
                 status = self.client.api.wait(cid)
                 state = self.client.api.inspect_container(cid)["State"]
             finally:
+                if watcher:
+                    watcher.close()
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.api.remove_container(cid, force=True)
         return RunResult(
             exit_code=int(status.get("StatusCode", 1)), output_tail=tail, oom_killed=bool(state.get("OOMKilled")),
+            output_exceeded=watcher is not None and watcher.check(),  # once more, now that nothing writes
         )
+
+    def _output_watcher(self, cid: str, output_cap: OutputCap | None) -> OutputWatcher | None:
+        if output_cap is None:
+            return None
+
+        def stop() -> None:
+            with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+                self.client.api.kill(cid)
+
+        folder = output_cap.folder
+        before = folder_size(folder)  # `run` may reuse a folder: the cap is on what this run adds
+        return OutputWatcher(lambda: folder_size(folder) - before, output_cap.max_bytes, stop)
 
 
 TRANSIENT = ("timeout", "timed out", "connection reset", "broken pipe", "503", "502", "504", "too many requests",

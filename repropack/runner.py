@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import OPEN, Engine, Mount, Sandbox
+from repropack.engine import OPEN, Engine, Mount, OutputCap, Sandbox
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image import ImageManifest
+from repropack.output_files import read_record
+from repropack.output_limit import DEFAULT_MAX_OUTPUT, OutputTooLarge
 
 RUNTIME_ERRORS: dict[int, type[ReproError]] = {
     1: NotReproduced, 2: BadInput, 3: EnvironmentProblem, 4: CommandFailed,
@@ -29,6 +31,7 @@ class RunRequest:
     timeout: float | None = None
     gpus: bool = False
     sandbox: Sandbox = OPEN
+    max_output: int = DEFAULT_MAX_OUTPUT  # bytes the run may add to the output folder
 
     def __post_init__(self) -> None:
         parse_data(self.data)
@@ -161,7 +164,8 @@ def run_image(
     if output.exists() and not output.is_dir():
         raise BadInput(f"--output {output} is a file, not a folder.", hint="Name a folder (it is created if missing).")
     output.mkdir(parents=True, exist_ok=True)
-    mounts.append(Mount(str(output.resolve()), manifest["layout"]["output"], read_only=False))
+    folder = output.resolve()
+    mounts.append(Mount(str(folder), manifest["layout"]["output"], read_only=False))
     args = [command]
     for item in request.sets:
         args += ["--set", item]
@@ -172,21 +176,30 @@ def run_image(
     result = engine.run(
         image.image_id, args, mounts=mounts, environment={}, user=f"{os.getuid()}:{os.getgid()}",
         gpus=request.gpus, on_line=on_line, sandbox=request.sandbox,
+        output_cap=OutputCap(folder, request.max_output),
     )
-    record = _read_json(output / "run.json")
+    if result.output_exceeded:
+        raise OutputTooLarge(request.max_output)
+    record = _read_json(folder, "run.json")
     if result.exit_code != 0:
         error = RUNTIME_ERRORS.get(result.exit_code, CommandFailed)
         last = next((line for line in reversed(result.output_tail) if line.strip()), "")
         reason = "it was killed for using too much memory" if result.oom_killed else last
         raise error(f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: "
                     f"{reason}")
-    metrics = _read_json(output / "metrics.json")
-    return RunOutcome(command, output, {k: float(v) for k, v in metrics.items()}, record)
+    metrics = _read_json(folder, "metrics.json")
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return RunOutcome(command, output, numbers, record)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _read_json(folder: Path, name: str) -> dict[str, Any]:
+    """A JSON object the run left in /output: {} when missing or not an object; refused (exit 4) when it
+    is not a regular file of sane size (:func:`repropack.output_files.read_record`)."""
+    data = read_record(folder, name)
+    if data is None:
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -7,7 +7,6 @@ experiment's command run (sandboxed by default), once per seed.
 from __future__ import annotations
 
 import statistics
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 from repropack.engine import STRICT, Engine, Sandbox
 from repropack.image import load_image_manifest
 from repropack.integrity import Check, IntegrityCache, image_checks, manifest_checks
+from repropack.output_files import scratch_folder
+from repropack.output_limit import DEFAULT_MAX_OUTPUT
 from repropack.paper import paper_manifest_digest
 from repropack.runner import RunRequest, check_request, default_command, run_image
 from repropack.source import source_check
@@ -36,6 +37,7 @@ class VerifyOptions:
     sandbox: Sandbox = STRICT
     cache: bool = True  # reuse passing file and package checks of an earlier verify of the same image id
     source: str | None = None  # --source: a git repository whose commit the image's code must be
+    max_output: int = DEFAULT_MAX_OUTPUT  # --max-output: bytes one run may write to /output
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -102,10 +104,11 @@ def verify_target(
     report["command"] = command
     seeds: list[int | None] = list(options.seeds) or [None]
     runs: list[dict[str, Any]] = []
-    request = RunRequest(command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox)
+    request = RunRequest(command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox,
+                         max_output=options.max_output)
     for seed in seeds:
-        with tempfile.TemporaryDirectory(prefix="repropack-verify-") as scratch:
-            outcome = run_image(engine, loaded, replace(request, seed=seed), Path(scratch), on_line)
+        with scratch_folder("repropack-verify-") as scratch:
+            outcome = run_image(engine, loaded, replace(request, seed=seed), scratch, on_line)
         runs.append({"seed": outcome.record.get("seed"), "metrics": outcome.metrics,
                      "duration_s": outcome.record.get("duration_s"), "record": outcome.record})
     expected = manifest["metrics"]["expected"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,7 @@ RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
 HOOKS_DIR = os.path.join(RUNTIME_DIR, "hooks")
 CUBLAS_WORKSPACE = ":4096:8"
 TAIL_LINES = 20
+METRICS_CAP = 16 << 20
 DETERMINISM_MODES = ("strict", "warn", "off")
 SETTINGS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "REPRO_DETERMINISM", "REPRO_DEVICE")
 COMMAND_PATH = "/repro/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -388,12 +391,14 @@ def collect_metrics(
     if spec.get("file"):
         path = os.path.join(output, spec["file"])
         try:
-            with open(path) as handle:
-                data = json.load(handle)
+            data = json.loads(read_regular_file(path, METRICS_CAP))
             for key, value in flatten(data).items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     metrics[key] = float(value)
-        except (OSError, ValueError) as exc:
+        except UnsafeFile as exc:  # the command's doing, as a crash would be
+            raise Stop(4, f"The metrics file {path} {exc}; repropack reads only regular files the command "
+                          "wrote, so this run's results are not trustworthy. Write metrics as a plain file.") from None
+        except (OSError, ValueError, RecursionError) as exc:
             problems.append(f"metrics file {spec['file']} could not be read ({exc})")
     for name, text in from_stdout.items():
         try:
@@ -404,6 +409,37 @@ def collect_metrics(
         if name not in metrics:
             problems.append(f"expected metric '{name}' was not produced")
     return dict(sorted(metrics.items())), problems
+
+
+class UnsafeFile(ValueError):
+    """A file the command left is a link, FIFO, socket, device or folder, or larger than the cap."""
+
+
+def read_regular_file(path: str, cap: int) -> bytes:
+    """At most ``cap`` bytes of ``path``, a regular file: a link is not followed, a FIFO never blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile("is a symbolic link") from None
+        if exc.errno == errno.ENXIO:
+            raise UnsafeFile("is a socket") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kinds = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a device",
+                     stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+            raise UnsafeFile(f"is {kinds.get(stat.S_IFMT(mode), 'not a regular file')}")
+        data = b""
+        while len(data) <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - len(data)))
+            if not chunk:
+                return data
+            data += chunk
+        raise UnsafeFile(f"is larger than {cap >> 20} MiB")
+    finally:
+        os.close(fd)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -275,6 +275,8 @@ ARGUMENT_CASES = [
     Case("run-set-empty-section", ("--set takes KEY=VALUE",), names="'model..hidden=3'",
          argv=("run", "{image}", "--set", "model..hidden=3")),
     Case("run-gpus-a-count", ("--gpus takes 'all', not '2'",), names="--gpus", argv=("run", "{image}", "--gpus", "2")),
+    Case("run-max-output-not-a-size", ("--max-output takes a size like 500M", "'lots'"), names="--max-output",
+         argv=("run", "{image}", "--max-output", "lots")),
     # run: checked against the image's manifest (a fake engine serves it), before anything is written.
     Case("run-data-unknown-dataset", ("has no dataset 'pionts'", "it has: points"), names="--data pionts",
          argv=("run", "{image}", "--data", "pionts={folder}/data"), fake_engine=True),
@@ -300,6 +302,8 @@ ARGUMENT_CASES = [
     Case("verify-seeds-too-big", ("--seeds takes whole numbers",), names="--seeds",
          argv=("verify", "{image}", "--seeds", "4294967296")),
     Case("verify-gpus-a-count", ("--gpus takes 'all'",), names="--gpus", argv=("verify", "{image}", "--gpus", "2")),
+    Case("verify-max-output-too-small", ("--max-output 10k is less than 1 MiB", "Give at least 1M"),
+         names="--max-output", argv=("verify", "{image}", "--max-output", "10k")),
     Case("verify-paper-not-json", ("is not valid JSON: line 1", "repropack manifest"), names="paper.json",
          files={"paper.json": "{not json\n"}, argv=("verify", "{folder}/paper.json"), fake_engine=True),
     Case("verify-paper-missing", ("does not exist",), names="paper.json", argv=("verify", "{folder}/paper.json"),

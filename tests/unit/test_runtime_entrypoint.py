@@ -6,6 +6,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -297,6 +298,29 @@ def test_collect_metrics_bad_json(make_manifest: Callable[..., dict[str, Any]], 
     (tmp_path / "metrics.json").write_text("{not json")
     _, problems = ep.collect_metrics(make_manifest(), str(tmp_path), {})
     assert len(problems) == 1 and "could not be read" in problems[0]
+
+
+@pytest.mark.parametrize("plant", ["fifo", "link", "zero", "folder", "huge"])
+def test_collect_metrics_reads_only_a_regular_file(
+    make_manifest: Callable[..., dict[str, Any]], tmp_path: Path, plant: str
+) -> None:
+    """A FIFO would block the runtime for ever, /dev/zero fill its memory: the command's failure (4)."""
+    path = tmp_path / "metrics.json"
+    if plant == "fifo":
+        os.mkfifo(path)
+    elif plant == "link":
+        (tmp_path / "real.json").write_text('{"a": 1}')
+        path.symlink_to(tmp_path / "real.json")
+    elif plant == "zero":
+        path.symlink_to("/dev/zero")
+    elif plant == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b" " * (ep.METRICS_CAP + 1))
+    with pytest.raises(ep.Stop) as stopped:
+        ep.collect_metrics(make_manifest(), str(tmp_path), {})  # a FIFO opened blocking would hang here
+    assert stopped.value.code == 4
+    assert f"The metrics file {path} is" in stopped.value.message
 
 
 @pytest.mark.parametrize(
