@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import docker
 import docker.errors
@@ -103,6 +103,11 @@ class Engine:
             client = docker.from_env(timeout=600)
             client.ping()
         return cls(client)
+
+    def version(self) -> str:
+        """The engine's version, e.g. ``20.10.24``."""
+        with engine_errors("Asking the Docker engine its version"):
+            return str(self.client.api.version().get("Version", "unknown"))
 
     # -- images --------------------------------------------------------------------------------------
     def image_id(self, reference: str) -> str | None:
@@ -194,10 +199,25 @@ class Engine:
 
     @contextlib.contextmanager
     def export(self, image: str) -> Iterator[IO[bytes]]:
-        """The image as ``docker save`` writes it (a tar of its layer tars and configuration), streamed."""
+        """The image as ``docker save`` writes it (a tar of its layer tars and configuration), streamed;
+        the stream seeks forward only (see :class:`ForwardStream`)."""
         with engine_errors(f"Exporting {image}"):
-            stream = self.client.api.get_image(image, chunk_size=1 << 20)
-            yield io.BufferedReader(_ChunkReader(iter(stream)), 1 << 20)
+            yield _forward(self.client.api.get_image(image, chunk_size=1 << 20))
+
+    @contextlib.contextmanager
+    def export_filesystem(self, image: str) -> Iterator[IO[bytes]]:
+        """The filesystem a container of ``image`` starts with, as one tar (``docker export`` of a created,
+        never started container: the image's layers merged, with the few files the engine puts over every
+        container, such as an empty ``/etc/hosts``); the stream seeks forward only."""
+        with engine_errors(f"Exporting the files of {image}"):
+            container = self.client.api.create_container(image, command=["true"], entrypoint=[],
+                                                         network_disabled=True)
+        try:
+            with engine_errors(f"Exporting the files of {image}"):
+                yield _forward(self.client.api.export(container["Id"], chunk_size=1 << 20))
+        finally:
+            with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
+                self.client.api.remove_container(container["Id"], force=True)
 
     @contextlib.contextmanager
     def files(self, image: str) -> Iterator[ImageFiles]:
@@ -377,6 +397,47 @@ class _ChunkReader(io.RawIOBase):
         buffer[:size] = self.pending[:size]
         self.pending = self.pending[size:]
         return size
+
+
+def _forward(chunks: Iterator[bytes]) -> IO[bytes]:
+    return cast(IO[bytes], ForwardStream(io.BufferedReader(_ChunkReader(iter(chunks)), 1 << 20)))
+
+
+class ForwardStream(io.RawIOBase):
+    """A stream that can tell its position and seek forward (by reading on): enough for :mod:`tarfile`'s
+    ``r:`` mode, which reads members' data straight from the stream, about twice as fast on an image's
+    many small files as the ``r|`` mode, which copies everything through a small buffer."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self.raw.read(-1 if size is None else size)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset + (self.position if whence == io.SEEK_CUR else 0)
+        if whence == io.SEEK_END or target < self.position:
+            raise io.UnsupportedOperation("this stream only seeks forward")
+        while self.position < target and self.read(min(target - self.position, 1 << 20)):
+            pass
+        return self.position
 
 
 class ImageFiles:

@@ -20,11 +20,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repropack import __version__, venv_contents
+from repropack import __version__, rootfs, venv_contents
 from repropack.cachedir import cache_root, disabled
 from repropack.canonical import atomic_write, canonical_json, sha256_hex
 from repropack.engine import Engine
@@ -34,7 +35,7 @@ from repropack.freeze.data import INDEX_ROOT
 from repropack.freeze.lock import LockedPackage
 from repropack.freeze.wheels import ensure_packages
 from repropack.hashing import index_entry, index_lines
-from repropack.layers import Entry, read_upper_layers
+from repropack.layers import Entry, UpperLayers, read_upper_layers
 from repropack.manifest import IMAGE_ENV, digest_of
 from repropack.render import manifest_labels
 from repropack.venv_contents import VENV
@@ -202,11 +203,15 @@ class _Unexplained(Exception):
     pass
 
 
-def layer_checks(engine: Engine, image: str, manifest: dict[str, Any]) -> list[Check]:
+Reader = Callable[[Engine, str, dict[str, Any], Callable[[str], bool]], UpperLayers]
+
+
+def layer_checks(engine: Engine, image: str, manifest: dict[str, Any], *, read: Reader | None = None) -> list[Check]:
     """Every file, folder, link and whiteout in every layer above the recorded base, explained.
 
     ``/repro`` by the manifest, ``/repro/venv`` by the locked wheels (:mod:`repropack.venv_contents`), and
-    nothing else anywhere. Two checks come out: ``files`` (all but the environment) and ``packages``."""
+    nothing else anywhere. Two checks come out: ``files`` (all but the environment) and ``packages``.
+    ``read``: how the upper layers are read (:func:`read_upper`, unless a test compares the readers)."""
     python = str(manifest["base"].get("python") or manifest["experiment"]["python"])
     venv_problems: list[str] = []
     try:
@@ -214,9 +219,8 @@ def layer_checks(engine: Engine, image: str, manifest: dict[str, Any]) -> list[C
     except _Unexplained as exc:
         venv_problems.append(str(exc))
         wheels = []
-    depth = len(manifest["base"].get("layers") or []) + len(manifest["base"].get("setup") or [])
-    upper = read_upper_layers(engine, image, depth, keep=lambda path: path.startswith(INDEX_ROOT + "/")
-                              or path == f"{VENV}/pyvenv.cfg")
+    upper = (read or read_upper)(engine, image, manifest, lambda path: path.startswith(INDEX_ROOT + "/")
+                                 or path == f"{VENV}/pyvenv.cfg")
     indexes = {path: data for path, data in upper.kept.items() if path.startswith(INDEX_ROOT + "/")}
     pinned = {path: digest for folder in expected_files(manifest, indexes).values() for path, digest in folder.items()}
     pinned[manifest["layout"]["manifest"]] = sha256_hex(canonical_json(manifest))
@@ -246,6 +250,30 @@ def layer_checks(engine: Engine, image: str, manifest: dict[str, Any]) -> list[C
                f"({len(wheels)} wheels), or is one of the few the installer and the venv create",
                _by_path(venv_problems)),
     ]
+
+
+def read_upper(engine: Engine, image: str, manifest: dict[str, Any], keep: Callable[[str], bool]) -> UpperLayers:
+    """What the layers above the recorded base (and the catalog's setup steps) hold: from the merged
+    filesystems of the image and a local copy of its base when there is one (:mod:`repropack.rootfs`),
+    else from the image's own layers (:mod:`repropack.layers`)."""
+    base = manifest["base"]
+    candidates = [str(ref) for ref in (base.get("image_id"), base.get("reference")) if ref]
+    listings = rootfs.Listings(None if disabled() else cache_root() / "base-listings", engine.version())
+    upper = rootfs.read_upper_files(engine, image, base_depth(manifest), keep, candidates=candidates,
+                                    listings=listings)
+    return upper if upper is not None else read_upper_from_layers(engine, image, manifest, keep)
+
+
+def read_upper_from_layers(
+    engine: Engine, image: str, manifest: dict[str, Any], keep: Callable[[str], bool]
+) -> UpperLayers:
+    """What the layers above the base hold, from the image's own layers (``docker save``)."""
+    return read_upper_layers(engine, image, base_depth(manifest), keep)
+
+
+def base_depth(manifest: dict[str, Any]) -> int:
+    """How many of an image's first layers are its base's: the recorded base's and one per setup step."""
+    return len(manifest["base"].get("layers") or []) + len(manifest["base"].get("setup") or [])
 
 
 def _by_path(problems: list[str]) -> list[str]:

@@ -297,5 +297,35 @@ def assert_tampering_is_named(client: docker.DockerClient, image: str, change: s
         assert result.code == 1, result.stdout + result.stderr
         assert named in result.stdout
         assert "running" not in result.stderr  # integrity failed before anything ran
+        if change.startswith("RUN"):
+            assert_readers_agree(tampered)
     finally:
         client.images.remove(tampered, force=True)
+
+
+def assert_readers_agree(image: str) -> None:
+    """Both ways integrity reads what the layers above the base hold (the merged filesystems of the
+    image and its local base, which verify uses here; the image's own layers, used when the base is not
+    local) fail the same checks, and every path the first names is named by the second too (itself, or
+    a folder above it that a whiteout or opaque folder deleted)."""
+    from repropack import integrity, rootfs
+    from repropack.engine import Engine
+
+    engine = Engine.connect()
+    image_id = engine.image_id(image)
+    assert image_id is not None
+    manifest = json.loads(engine.read_file(image_id, "/repro/manifest.json"))
+    depth = integrity.base_depth(manifest)
+    assert rootfs.base_image(engine, image_id, engine.layers(image_id)[:depth], [manifest["base"]["image_id"]])
+    found = {}
+    for reader in (integrity.read_upper, integrity.read_upper_from_layers):
+        checks = integrity.layer_checks(engine, image_id, manifest, read=reader)
+        found[reader] = {c.name: (c.passed, {line.partition(": ")[0] for line in c.problems
+                                             if not line.startswith("... and")}) for c in checks}
+    merged, layered = found[integrity.read_upper], found[integrity.read_upper_from_layers]
+    assert {name: passed for name, (passed, _) in merged.items()} == {n: p for n, (p, _) in layered.items()}
+    for name, (_, paths) in merged.items():
+        named = layered[name][1]
+        for path in paths:
+            above = [path.rsplit("/", n)[0] for n in range(path.count("/"))]
+            assert any(p in named or f"{p}/.wh..wh..opq" in named for p in above), (path, named)

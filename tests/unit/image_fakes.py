@@ -70,25 +70,63 @@ def docker_save(layers: list[dict[str, bytes | str]]) -> bytes:
     return layer_tar(files)
 
 
-class FakeEngine:
-    """The engine calls integrity makes, with a count of how often the image's layers were read."""
+BASE_IMAGE = "sha256:" + "b" * 64
+ENGINE_FILES: dict[str, bytes | str] = {"/.dockerenv": b"", "/etc/hosts": b"", "/etc/mtab": "/proc/mounts"}
 
-    def __init__(self, manifest: dict[str, Any] | None = None) -> None:
+
+def union(layers: list[dict[str, bytes | str]]) -> dict[str, bytes | str]:
+    """What a container sees of ``layers``: later layers win, whiteouts and opaque folders hide lower paths."""
+    merged: dict[str, bytes | str] = {}
+    for layer in layers:
+        for path, data in sorted(layer.items()):
+            folder, _, name = path.rpartition("/")
+            if name.startswith(".wh."):
+                hidden = folder if name == ".wh..wh..opq" else f"{folder}/{name[4:]}"
+                for known in [p for p in merged if p == hidden or p.startswith(hidden + "/")]:
+                    if known != folder:
+                        del merged[known]
+            else:
+                merged[path] = data
+    return merged
+
+
+class FakeEngine:
+    """The engine calls integrity makes, with a count of how often the image's files were read.
+
+    With ``local_base`` the engine has the base image, so integrity reads the merged filesystems of the
+    image and its base (:mod:`repropack.rootfs`); without it, the image's own layers (:mod:`repropack.layers`)."""
+
+    def __init__(self, manifest: dict[str, Any] | None = None, *, local_base: bool = True) -> None:
         self.manifest = manifest or make_manifest()
+        self.local_base = local_base
         self.content: dict[str, bytes | str] = {
             **VENV_FILES,
             "/repro/code/train.py": b"print(1)\n",
             "/repro/runtime/entry.py": b"runtime",
         }
-        self.reads = 0
+        self.reads = 0  # reads of the image's files (layers or filesystem)
+        self.base_reads = 0  # reads of the base image's filesystem
         self.base: dict[str, bytes | str] = {"/usr/bin/python3": b"base"}
         self.extra_layers: list[dict[str, bytes | str]] = []  # layers a tamperer adds on top
         self.config = image_config(self.manifest)
         self.config["Labels"]["org.opencontainers.image.created"] = "2026-12-03T08:00:00Z"
 
+    def _layers(self) -> list[dict[str, bytes | str]]:
+        top = {**self.content, "/repro/manifest.json": canonical_json(self.manifest)}
+        return [self.base, top, *self.extra_layers]
+
+    def version(self) -> str:
+        return "20.10.24"
+
+    def image_id(self, reference: str) -> str | None:
+        known = {IMAGE, OTHER_IMAGE} | ({BASE_IMAGE, "debian"} if self.local_base else set())
+        return None if reference not in known else BASE_IMAGE if reference in (BASE_IMAGE, "debian") else reference
+
     def inspect(self, image: str) -> dict[str, Any]:
+        if self.image_id(image) == BASE_IMAGE:
+            return {"Id": BASE_IMAGE, "Config": {}, "RootFS": {"Layers": ["sha256:base"]}, "Parent": ""}
         tops = [f"sha256:top{n}" for n in range(1 + len(self.extra_layers))]
-        return {"Config": self.config, "RootFS": {"Layers": ["sha256:base", *tops]}}
+        return {"Id": image, "Config": self.config, "RootFS": {"Layers": ["sha256:base", *tops]}, "Parent": ""}
 
     def layers(self, image: str) -> list[str]:
         return list(self.inspect(image)["RootFS"]["Layers"])
@@ -96,5 +134,13 @@ class FakeEngine:
     @contextlib.contextmanager
     def export(self, image: str) -> Iterator[IO[bytes]]:
         self.reads += 1
-        top = {**self.content, "/repro/manifest.json": canonical_json(self.manifest)}
-        yield io.BytesIO(docker_save([self.base, top, *self.extra_layers]))
+        yield io.BytesIO(docker_save(self._layers()))
+
+    @contextlib.contextmanager
+    def export_filesystem(self, image: str) -> Iterator[IO[bytes]]:
+        if self.image_id(image) == BASE_IMAGE:
+            self.base_reads += 1
+            yield io.BytesIO(layer_tar({**self.base, **ENGINE_FILES}))
+            return
+        self.reads += 1
+        yield io.BytesIO(layer_tar({**union(self._layers()), **ENGINE_FILES}))

@@ -19,6 +19,13 @@ from repropack.integrity import image_checks
 SITE = "/repro/venv/lib/python3.11/site-packages"
 
 
+@pytest.fixture(params=[True, False], ids=["base-local", "base-absent"])
+def local_base(request: pytest.FixtureRequest) -> bool:
+    """Each check is tried both ways integrity reads an image: the merged filesystems of the image and its
+    local base, and (no local base) the image's own layers."""
+    return bool(request.param)
+
+
 def problems(engine: FakeEngine) -> dict[str, list[str]]:
     checks = image_checks(engine, IMAGE, engine.manifest, cache=None)  # type: ignore[arg-type]
     return {check.name: list(check.problems) for check in checks}
@@ -63,9 +70,10 @@ CASES: list[tuple[str, Callable[[FakeEngine], None], str, str]] = [
     ("pyvenv.cfg edited", add_layer({"/repro/venv/pyvenv.cfg": b"home = /tmp\n"}), "packages",
      "/repro/venv/pyvenv.cfg: not what the venv writes"),
     ("a whiteout of a package file", add_layer({"/repro/venv/bin/.wh.python": b""}), "packages",
-     "/repro/venv/bin/python: deleted"),
+     "/repro/venv/bin/python: deleted|/repro/venv/bin/python: missing"),
     ("a whiteout of a base file", add_layer({"/usr/bin/.wh.python3": b""}), "files", "/usr/bin/python3: deleted"),
-    ("an opaque folder", add_layer({"/usr/bin/.wh..wh..opq": b""}), "files", "/usr/bin/.wh..wh..opq: deleted"),
+    ("an opaque folder", add_layer({"/usr/bin/.wh..wh..opq": b""}), "files",
+     "/usr/bin/.wh..wh..opq: deleted|/usr/bin/python3: deleted"),
     ("PYTHONPATH", add_env("PYTHONPATH=/tmp"), "config", "Env PYTHONPATH='/tmp': repropack sets no such value"),
     ("LD_PRELOAD", add_env("LD_PRELOAD=/tmp/x.so"), "config", "Env LD_PRELOAD="),
     ("PATH", add_env("PATH=/tmp:/usr/bin"), "config", "Env PATH='/tmp:/usr/bin', repropack sets"),
@@ -81,11 +89,17 @@ CASES: list[tuple[str, Callable[[FakeEngine], None], str, str]] = [
 
 
 @pytest.mark.parametrize(("change", "check", "named"), [case[1:] for case in CASES], ids=[c[0] for c in CASES])
-def test_each_change_is_named_by_its_check(change: Callable[[FakeEngine], None], check: str, named: str) -> None:
-    engine = FakeEngine()
+def test_each_change_is_named_by_its_check(
+    change: Callable[[FakeEngine], None], check: str, named: str, local_base: bool
+) -> None:
+    """``named``: what the report says, or ``FROM LAYERS|FROM FILESYSTEMS`` where the two readings put it
+    differently (a whiteout is seen in a layer; in the merged filesystem, only what it hides is gone)."""
+    engine = FakeEngine(local_base=local_base)
     change(engine)
     found = problems(engine)
-    assert any(named in problem for problem in found[check]), found
+    expected = named.split("|")[0 if not local_base else -1]
+    assert any(expected in problem for problem in found[check]), found
+    assert engine.reads == 1 and engine.base_reads == (1 if local_base else 0)
     assert all(not listed for name, listed in found.items() if name != check), found
 
 
