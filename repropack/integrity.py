@@ -1,10 +1,12 @@
 """Integrity: is an image exactly what its manifest says? Checked from outside, before anything runs.
 
 Nothing in the image runs: its configuration comes from the engine's inspect, its files from the
-engine's export of its layers (``docker save``), so nothing in the image can influence the answer. Every
-file, folder, link and whiteout in the layers above the recorded base must be explained: ``/repro`` by
-the manifest, ``/repro/venv`` by the hash-pinned wheels (:mod:`repropack.venv_contents`); each mismatch
-is named, e.g. ``/repro/code/train.py: sha256 differs``.
+engine's export of a never-started container's filesystem set beside its local base's
+(:mod:`repropack.rootfs`), or from the image's own layers (``docker save``, :mod:`repropack.layers`) when
+no local image has the base's layers; so nothing in the image can influence the answer. Every file,
+folder, link and whiteout in the layers above the recorded base must be explained: ``/repro`` by the
+manifest, ``/repro/venv`` by the hash-pinned wheels (:mod:`repropack.venv_contents`); each mismatch is
+named, e.g. ``/repro/code/train.py: sha256 differs``.
 
 The two checks that read the image's files are remembered per image id: an image id is the sha256 of
 the image's configuration, which names every layer by the digest of its content, so the same id is the

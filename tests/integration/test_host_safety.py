@@ -13,7 +13,6 @@ import os
 import resource
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, TEST_IMAGE_PREFIX, CliResult, git
+from tests.integration.conftest import CliResult, new_experiment
 
 pytestmark = pytest.mark.docker
 
@@ -135,39 +134,9 @@ def hostile(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     root = tmp_path_factory.mktemp("hostile")
     host_file = root / "host-secret.json"
     host_file.write_text(json.dumps({"mean": 6.0, "leak": MARKER}))
-    folder = root / "repo" / "experiment"
-    (folder / "data").mkdir(parents=True)
-    (folder / "train.py").write_text(HOSTILE_TRAIN)
-    (folder / "config.json").write_text(json.dumps({"host_file": str(host_file)}) + "\n")
-    (folder / "requirements.in").write_text("# no packages\n")
-    (folder / "data" / "points.csv").write_text("x,y\n1,2\n")
-    spec = folder / "experiment.yaml"
-    spec.write_text(textwrap.dedent("""\
-        version: 1
-        name: hostile
-        python: "3.11"
-        base: debian-bookworm
-        requirements: requirements.in
-        config: config.json
-        seed: 7
-        datasets:
-          points: {path: data/points.csv, embed: true}
-        commands:
-          train: python train.py --config {config} --data {datasets.points} --output {output} --seed {seed}
-        metrics:
-          file: metrics.json
-          expected:
-            mean: {value: 6.0, abs_tol: 0.001}
-        """))
-    git(root / "repo", "init", "-q")
-    tag = f"{TEST_IMAGE_PREFIX}hostile:{os.getpid()}"
-    for args in (("lock", str(spec)), ("build", str(spec), "--tag", tag)):
-        if args[0] == "build":
-            git(root / "repo", "add", "-A")
-            git(root / "repo", "commit", "-q", "-m", "hostile")
-        done = subprocess.run([sys.executable, "-m", "repropack", *args], capture_output=True, text=True,
-                              timeout=900, cwd=REPO)
-        assert done.returncode == 0, done.stderr
+    experiment = new_experiment(root / "repo", name="hostile", train_py=HOSTILE_TRAIN,
+                                config={"host_file": str(host_file)})
+    tag = str(experiment.build("hostile")["tag"])
     yield Hostile(tag, host_file)
 
 

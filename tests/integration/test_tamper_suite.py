@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import subprocess
-import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.conftest import TRAIN_PY, Experiment, assert_tampering_is_named, repropack
+from tests.integration.conftest import assert_tampering_is_named, new_experiment, repropack
 
 pytestmark = pytest.mark.docker
 
@@ -53,36 +51,8 @@ def image(
     wheels = root / "wheels"
     wheels.mkdir()
     make_wheel(wheels)
-    folder = root / "repo" / "experiment"
-    (folder / "data").mkdir(parents=True)
-    (folder / "train.py").write_text(TRAIN_PY)
-    (folder / "config.json").write_text('{"scale": 2.0}\n')
-    (folder / "requirements.in").write_text("tinypkg==1.0\n")
-    (folder / "data" / "points.csv").write_text("x,y\n1,2\n2,3\n3,4\n4,3\n")
-    spec = folder / "experiment.yaml"
-    spec.write_text(textwrap.dedent("""\
-        version: 1
-        name: tamper
-        python: "3.11"
-        base: debian-bookworm
-        requirements: requirements.in
-        config: config.json
-        seed: 7
-        datasets:
-          points: {path: data/points.csv, embed: true}
-        commands:
-          train: python train.py --config {config} --data {datasets.points} --output {output} --seed {seed}
-        metrics:
-          file: metrics.json
-          expected:
-            mean: {value: 6.0, abs_tol: 0.001}
-        """))
     env = {"PIP_FIND_LINKS": f"{os.environ.get('PIP_FIND_LINKS', '')} {wheels}".strip()}
-    subprocess.run(["git", "init", "-q", str(root / "repo")], check=True)
-    experiment = Experiment(root / "repo", folder, spec)
-    locked = repropack("lock", str(spec), env=env)
-    assert locked.code == 0, locked.stderr
-    experiment.commit("experiment")
+    experiment = new_experiment(root / "repo", name="tamper", requirements="tinypkg==1.0\n", env=env)
     tag = str(experiment.build("tamper", env=env)["tag"])
     clean = repropack("verify", tag, env={"REPROPACK_NO_CACHE": "1"})
     assert clean.code == 0, clean.stdout + clean.stderr
