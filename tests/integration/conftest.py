@@ -207,7 +207,7 @@ def new_experiment(
 ) -> Experiment:
     """A tiny experiment (``train_py`` on a 4-point dataset) in a new git repository at ``root``, locked
     (with ``env``) and committed; stdlib-only unless ``requirements`` names packages."""
-    expected = expected.replace("\n", "\n" + " " * 16)  # one metric a line, under 'expected:'
+    expected = expected.replace("\n", "\n" + " " * 12)  # one metric a line, under 'expected:'
     folder = root / "experiment"
     (folder / "data").mkdir(parents=True)
     (folder / "train.py").write_text(train_py)
