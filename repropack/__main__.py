@@ -1,3 +1,3 @@
-from repropack.console import main
+from repropack.cli import console
 
-main()
+console()

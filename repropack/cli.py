@@ -7,9 +7,7 @@ Nothing below this module prints for the user or exits; errors are ReproError su
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
 import sys
@@ -19,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from repropack import __version__, prefetch
+from repropack import __version__
 from repropack.errors import BadInput, ReproError
 
 if TYPE_CHECKING:
@@ -443,28 +441,5 @@ def main() -> None:
 
 
 def console() -> None:
-    """What the console script (:func:`repropack.console.main`) runs: :func:`main`, then leave without
-    tearing the interpreter down. Freeing every
-    module one by one costs a CLI run about a tenth of a second and does nothing the process's end does
-    not (files and folders are closed by their ``with`` blocks; output is flushed here first). An error
-    that escapes :func:`main` (``--debug``) leaves the usual way, with its traceback."""
-    try:
-        main()
-        code = 0
-    except SystemExit as leaving:
-        code = _exit_code(leaving.code)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (repropack ... | head) or stream
-            stream.flush()
-    prefetch.cancel()  # a helper whose answers nobody took
-    os._exit(code)
-
-
-def _exit_code(code: object) -> int:
-    """What the interpreter would make of ``sys.exit(code)``: None is 0, a message is printed and is 1."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
+    """The ``repropack`` console script (and ``python -m repropack``)."""
+    main()

@@ -122,13 +122,11 @@ def hash_tree(
     cache: StatCache | None = None,
     on_progress: ProgressCallback | None = None,
     workers: int | None = None,
-    listed: Listed | None = None,
 ) -> TreeHashes:
     """Hash the file at ``path`` (named by its own name) or every file under the folder at ``path``,
-    reading only the files ``cache`` cannot vouch for, and recording the tree there. ``listed``: the tree
-    as :func:`list_tree` listed it a moment ago (instead of listing it now)."""
+    reading only the files ``cache`` cannot vouch for, and recording the tree there."""
     with _collector_paused():
-        return _hash_tree(os.path.abspath(path), cache, on_progress, workers, listed)
+        return _hash_tree(os.path.abspath(path), cache, on_progress, workers)
 
 
 class NameNotUtf8(ValueError):
@@ -161,13 +159,6 @@ class Listed:
     whole: bytes | None = None
 
 
-def list_tree(path: Path, cache: StatCache | None) -> Listed:
-    """The tree at ``path`` listed as :func:`hash_tree` lists it: from the cache's record when no folder
-    moved (its files stat-ed again), walked otherwise. Reads no file, writes nothing."""
-    with _collector_paused():
-        return _list(os.path.abspath(path), cache)[0]
-
-
 def _list(tree: str, cache: StatCache | None) -> tuple[Listed, dict[str, FileDigest]]:
     """The tree listed, and the files the cache vouches for."""
     seen_ns = time.time_ns()  # before any stat: the racy rule compares the files' times with this moment
@@ -194,16 +185,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _hash_tree(
-    tree: str, cache: StatCache | None, on_progress: ProgressCallback | None, workers: int | None,
-    listed: Listed | None,
+    tree: str, cache: StatCache | None, on_progress: ProgressCallback | None, workers: int | None
 ) -> TreeHashes:
     from repropack.statcache import Record
 
-    known: dict[str, FileDigest] = {}
-    if listed is None:
-        listed, known = _list(tree, cache)
-    elif listed.whole is None and cache is not None:
-        known = cache.vouch(cache.lookup(tree), listed.listing)[1]
+    listed, known = _list(tree, cache)
     listing = listed.listing
     if listed.whole is not None:  # nothing moved since the record was made: its index is this tree's
         return _cached(listed.whole, listing)

@@ -2,10 +2,7 @@
 
 The stat keys (device, inode, size, mtime_ns, ctime_ns) are kept as five columns of 64-bit integers, not
 as objects: a listing of many files is cheap to build, to compare with the stat cache's record and to
-store there. Listing is the whole cost of freezing an unchanged dataset, and one ``stat`` per file is
-mostly system-call time, which threads cannot share out under the GIL; so, as git's preloaded index runs
-its ``lstat`` calls on several threads, a large tree's files are stat-ed by two processes: a forked child
-takes half the list and hands back its columns through a pipe.
+store there. Listing is the whole cost of freezing an unchanged dataset: one ``stat`` per file.
 
 A listing also keeps the stat of every folder it walked. A folder's modification and change times move
 whenever an entry is made, removed or renamed in it, so while no folder's stat has moved, the tree holds
@@ -20,9 +17,6 @@ from array import array
 from pathlib import Path
 from typing import TypeAlias
 
-from repropack.forking import can_fork, fork_quietly
-
-PARALLEL_FROM = 4096  # files: a smaller tree is listed sooner by one process than a fork costs
 FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")
 
 Columns: TypeAlias = "tuple[array[int], array[int], array[int], array[int], array[int]]"
@@ -126,71 +120,12 @@ def _walk(tree: str) -> tuple[list[tuple[str, str]], list[tuple[str, os.stat_res
 
 
 def stat_columns(paths: list[str]) -> Columns:
-    """The stat columns of ``paths``, in order; on two processes when there are many and forking is safe."""
-    if len(paths) < PARALLEL_FROM or not can_fork():
-        return _stat(paths)
-    half = len(paths) // 2
-    theirs = _stat_in_child(paths[:half])
-    try:
-        mine = _stat(paths[half:])
-    finally:
-        answer = theirs()  # collected whatever happened here: no child is left behind
-    first = answer or _stat(paths[:half])  # the child could not: here, where its error (if any) is raised
-    dev, ino, size, mtime, ctime = (a + b for a, b in zip(first, mine, strict=True))
-    return (dev, ino, size, mtime, ctime)
-
-
-def _stat_in_child(paths: list[str]) -> _Pending:
-    read_end, write_end = os.pipe()
-
-    def stat_and_write() -> None:  # in the child
-        os.close(read_end)
-        with open(write_end, "wb") as out:
-            out.write(columns_bytes(_stat(paths)))
-
-    pid = fork_quietly(stat_and_write)
-    os.close(write_end)
-    return _Pending(pid, read_end, len(paths))
-
-
-class _Pending:
-    """The child's answer, collected once: its columns, or None when it failed."""
-
-    def __init__(self, pid: int, read_end: int, count: int) -> None:
-        self.pid, self.read_end, self.count = pid, read_end, count
-
-    def __call__(self) -> Columns | None:
-        """The child writes its columns only once every stat succeeded, then closes the pipe: all of them
-        arriving is its success. Its exit (unmapping a copy of this process: milliseconds) is not waited
-        for; it is collected now if it is over, else on a later call (:func:`collect_children`)."""
-        with open(self.read_end, "rb") as answer:
-            data = answer.read()
-        _EXITING.add(self.pid)
-        collect_children()
-        try:
-            return columns_from_bytes(data, self.count)
-        except ValueError:
-            return None
-
-
-_EXITING: set[int] = set()  # children that delivered and may still be exiting
-
-
-def collect_children(*, wait: bool = False) -> None:
-    """Collect the children that have exited (all of them, waiting, with ``wait``): none stays a zombie
-    for longer than until the next listing."""
-    for pid in list(_EXITING):
-        try:
-            done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
-        except ChildProcessError:
-            done = pid  # collected elsewhere
-        if done:
-            _EXITING.discard(pid)
+    """The stat columns of ``paths``, in order."""
+    return _stat(paths)
 
 
 def _stat(paths: list[str]) -> Columns:
-    """Appended field by field: no object per file outlives its step, which matters in the forked child,
-    where every page the allocator touches for the first time is a copy of the parent's."""
+    """Appended field by field: no object per file outlives its step."""
     dev, ino, size, mtime, ctime = columns = _empty()
     try:
         for st in map(os.stat, paths):

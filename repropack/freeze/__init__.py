@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,10 +94,8 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     """Every dataset, hashed through one stat cache (none when ``REPROPACK_NO_CACHE`` is set)."""
     if not spec.datasets:
         return {}
-    from repropack import prefetch
     from repropack.statcache import StatCache
 
-    listed = prefetch.collect()  # the datasets as a helper started with the command listed them (if ready)
     cache = StatCache.default()
     before = 0  # bytes hashed by the datasets already done (then also counted as bytes to hash)
 
@@ -109,8 +106,7 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     datasets: dict[str, FrozenDataset] = {}
     try:
         for name, dataset in spec.datasets.items():
-            datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress,
-                                                     listed=listed.get(os.path.abspath(dataset.path)))
+            datasets[name] = frozen = freeze_dataset(dataset, cache=cache, on_progress=progress)
             before += frozen.stats.hashed_bytes
     finally:
         if cache is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, FileIndex, HashStats, Listed, NameNotUtf8, ProgressCallback, hash_tree
+from repropack.hashing import FileDigest, FileIndex, HashStats, NameNotUtf8, ProgressCallback, hash_tree
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
@@ -62,15 +62,13 @@ class FrozenDataset:
 
 
 def freeze_dataset(
-    dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None,
-    listed: Listed | None = None,
+    dataset: Dataset, *, cache: StatCache | None = None, on_progress: ProgressCallback | None = None
 ) -> FrozenDataset:
-    """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed, and
-    ``listed`` is the dataset as listed a moment ago (see :mod:`repropack.prefetch`), if it was."""
+    """Hash the dataset's files; ``cache`` vouches for files unchanged since they were last hashed."""
     source = dataset.path
     kind = "file" if source.is_file() else "directory"
     try:
-        hashed = hash_tree(source, cache=cache, on_progress=on_progress, listed=listed)
+        hashed = hash_tree(source, cache=cache, on_progress=on_progress)
     except OSError as error:
         where = error.filename or source
         raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",

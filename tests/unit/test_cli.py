@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from unit_factories import Experiment, MakeExperiment, Result, RunCli, cli_runner
 
-from repropack import __version__, cli
+from repropack import __version__
 
 
 @pytest.fixture
@@ -174,33 +173,3 @@ def test_base_list_json(run_cli: RunCli) -> None:
     assert catalog["debian-bookworm"] == {"reference": "repropack/base:debian-bookworm", "python": "3.11",
                                           "cuda": None, "local": True}
 
-
-@pytest.mark.parametrize(("leaving", "code", "said"), [
-    (None, 0, ""), (SystemExit(None), 0, ""), (SystemExit(0), 0, ""), (SystemExit(2), 2, ""),
-    (SystemExit("a message"), 1, "a message\n"),
-])
-def test_the_console_script_leaves_with_mains_exit_code_and_flushed_output(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], leaving: SystemExit | None, code: int,
-    said: str,
-) -> None:
-    class Left(Exception):
-        pass
-
-    written = io.BytesIO()  # behind a buffer (capsys's stream writes through): only a flush brings it out
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(written, write_through=False))
-
-    def fake_main() -> None:
-        print("output", end="")
-        if leaving is not None:
-            raise leaving
-
-    def fake_exit(status: int) -> None:
-        raise Left(status)
-
-    monkeypatch.setattr(cli, "main", fake_main)
-    monkeypatch.setattr(cli.os, "_exit", fake_exit)
-    with pytest.raises(Left) as left:
-        cli.console()
-    assert left.value.args == (code,)
-    out, err = written.getvalue().decode(), capsys.readouterr().err
-    assert out == "output" and err == said

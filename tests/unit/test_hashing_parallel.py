@@ -179,7 +179,7 @@ def test_os_level_reads_release_no_descriptors(mixed: Path) -> None:
 
 
 
-# -- the stat pass on two processes -------------------------------------------------------------------------
+# -- the stat pass ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def many(tmp_path: Path) -> list[str]:
     paths = []
@@ -191,63 +191,10 @@ def many(tmp_path: Path) -> list[str]:
     return paths
 
 
-@pytest.fixture
-def children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The pids of the children the listing forks (and the listing told to fork from two files on)."""
+def test_the_stat_columns_are_in_the_order_given_and_a_file_gone_is_an_error(many: list[str]) -> None:
     from repropack import listing
 
-    forked: list[int] = []
-    fork = os.fork
-
-    def recording_fork() -> int:
-        pid = fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(os, "fork", recording_fork)
-    return forked
-
-
-def test_two_processes_give_the_same_columns_as_one(many: list[str], children: list[int]) -> None:
-    from repropack import listing
-
-    assert listing.stat_columns(many) == listing._stat(many) and len(children) == 1
     assert list(listing.stat_columns(many)[2]) == list(range(40))  # sizes, in the order given
-
-
-def test_a_file_gone_before_its_stat_is_an_error_and_no_child_is_left(many: list[str], children: list[int]) -> None:
-    from repropack import listing
-
-    os.unlink(many[3])  # in the child's half
+    os.unlink(many[3])
     with pytest.raises(FileNotFoundError):
         listing.stat_columns(many)
-    os.unlink(many[30])  # in the parent's half
-    with pytest.raises(FileNotFoundError):
-        listing.stat_columns(many)
-    listing.collect_children(wait=True)  # those still exiting when their answer came
-    assert len(children) == 2
-    for pid in children:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # collected: not a zombie
-
-
-def test_no_fork_while_other_threads_run(many: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    from repropack import listing
-
-    def no_fork() -> int:
-        raise AssertionError("forked while another thread ran")
-
-    monkeypatch.setattr(listing, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(os, "fork", no_fork)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert listing.stat_columns(many) == listing._stat(many)
-    finally:
-        stop.set()
-        other.join()
