@@ -84,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe(bench: Bench) -> dict[str, object]:
-    engine = bench.run(["docker", "version", "--format", "{{.Server.Version}}"], check=False) if shutil.which(
-        "docker") else None
+    engine = (
+        bench.run(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
+        if shutil.which("docker")
+        else None
+    )
     return {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
         "docker": engine.stdout.decode().strip() if engine is not None and engine.returncode == 0 else None,
         "load_before": list(os.getloadavg()),
         "page_cache": "warm (emptied only for the data scenario's from-disk row, as root)",
@@ -104,17 +109,25 @@ def _number(value: float | None, unit: str = "") -> str:
 def render(rows: list[Row], skipped: dict[str, str], machine: dict[str, object], repeat: int) -> str:
     header = ("scenario", "measure", "median", "baseline", "ratio", "target", "result")
     table = [header] + [
-        (row.scenario, row.measure, _number(row.value, row.unit),
-         f"{_number(row.baseline, row.unit)} ({row.baseline_name})" if row.baseline is not None else "-",
-         _number(row.ratio) + ("" if row.ratio is None or row.scenario == "verify" else "x")
-         + (" s" if row.scenario == "verify" and row.ratio is not None else ""),
-         row.target, {True: "ok", False: "MISSED", None: "-"}[row.ok])
+        (
+            row.scenario,
+            row.measure,
+            _number(row.value, row.unit),
+            f"{_number(row.baseline, row.unit)} ({row.baseline_name})" if row.baseline is not None else "-",
+            _number(row.ratio)
+            + ("" if row.ratio is None or row.scenario == "verify" else "x")
+            + (" s" if row.scenario == "verify" and row.ratio is not None else ""),
+            row.target,
+            {True: "ok", False: "MISSED", None: "-"}[row.ok],
+        )
         for row in rows
     ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
-    lines = [f"repropack bench: {machine['cpus']} cores, python {machine['python']}, docker {machine['docker']}, "
-             f"{repeat} runs per measurement (medians), page cache warm (but the from-disk row), "
-             f"load {machine['load_before']}"]
+    lines = [
+        f"repropack bench: {machine['cpus']} cores, python {machine['python']}, docker {machine['docker']}, "
+        f"{repeat} runs per measurement (medians), page cache warm (but the from-disk row), "
+        f"load {machine['load_before']}"
+    ]
     for index, line in enumerate(table):
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         if index == 0:
@@ -124,12 +137,19 @@ def render(rows: list[Row], skipped: dict[str, str], machine: dict[str, object],
     return "\n".join(lines)
 
 
-def write_json(path: Path, rows: list[Row], skipped: dict[str, str], machine: dict[str, object], repeat: int,
-               seconds: float) -> None:
+def write_json(
+    path: Path, rows: list[Row], skipped: dict[str, str], machine: dict[str, object], repeat: int, seconds: float
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": machine,
-                "repeat": repeat, "seconds": round(seconds, 1), "command": " ".join(sys.argv),
-                "results": [row.as_dict() for row in rows], "skipped": skipped}
+    document = {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "repeat": repeat,
+        "seconds": round(seconds, 1),
+        "command": " ".join(sys.argv),
+        "results": [row.as_dict() for row in rows],
+        "skipped": skipped,
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)

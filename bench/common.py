@@ -18,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "digits-mlp"
 BASE_IMAGE = "repropack/base:debian-bookworm"
 PREFIX = "repropack-bench-"  # every image and folder the bench makes starts with this
-GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
 
 
 @dataclass
@@ -60,14 +64,29 @@ class Bench:
         self.built: dict[str, str] = {}  # what a scenario built that another may reuse
 
     # -- commands -----------------------------------------------------------------------------------------
-    def run(self, args: Sequence[str | os.PathLike[str]], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-            check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run([str(a) for a in args], cwd=cwd, env={**os.environ, **(env or {})}, input=stdin,
-                              capture_output=True, check=False)
+    def run(
+        self,
+        args: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run(
+            [str(a) for a in args],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            check=False,
+        )
         if check and done.returncode != 0:
-            raise RuntimeError(f"{' '.join(map(str, args))} exited {done.returncode}:\n"
-                               f"{done.stdout.decode(errors='replace')[-2000:]}\n"
-                               f"{done.stderr.decode(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(map(str, args))} exited {done.returncode}:\n"
+                f"{done.stdout.decode(errors='replace')[-2000:]}\n"
+                f"{done.stderr.decode(errors='replace')[-2000:]}"
+            )
         return done
 
     def timed(
@@ -117,7 +136,8 @@ class Bench:
         iidfile = self.scratch / f"{tag.replace(':', '_').replace('/', '_')}.iid"
         seconds, done = self.timed(
             ["docker", "build", "-f", "-", "-t", tag, "--iidfile", iidfile, context],
-            env={"DOCKER_BUILDKIT": "0"}, stdin=dockerfile.encode(),
+            env={"DOCKER_BUILDKIT": "0"},
+            stdin=dockerfile.encode(),
         )
         image_id = iidfile.read_text().strip()
         self.images.append(image_id)

@@ -30,7 +30,7 @@ def make_dataset(root: Path) -> tuple[int, int]:
     block = os.urandom(LARGE_SIZE)
     (root / "large").mkdir(parents=True)
     for i in range(LARGE_FILES):
-        (root / "large" / f"part-{i:03d}.bin").write_bytes(block[i * 4096:] + block[: i * 4096])
+        (root / "large" / f"part-{i:03d}.bin").write_bytes(block[i * 4096 :] + block[: i * 4096])
     pool = os.urandom(1 << 20)
     for folder in range(FOLDERS):
         (root / "small" / f"{folder:03d}").mkdir(parents=True)
@@ -137,26 +137,75 @@ def scenario(bench: Bench) -> list[Row]:
     hashed_files = sorted({c["hashed_files"] for c in counts})
     alone_cold, alone_warm = in_process["cold_s"], in_process["warm_s"]
     return [
-        Row("data", "hashing alone: hash_tree, cold (cache written)", alone_cold, "s", base, "single-thread hashlib",
-            base / alone_cold, "(component)", None, note="no CLI, no manifest: the part parallel hashing owns"),
-        Row("data", "hashing alone: hash_tree, warm", alone_warm, "s", alone_cold, "hash_tree cold",
-            alone_warm / alone_cold, "(component)", None, note="a stat per file, one cache record read"),
-        Row("data", "cold share of freeze (1 GiB, 20,064 files)", cold_share, "s", base,
-            "single-thread hashlib", base / cold_share, ">= 1.3x faster", base / cold_share >= 1.3,
+        Row(
+            "data",
+            "hashing alone: hash_tree, cold (cache written)",
+            alone_cold,
+            "s",
+            base,
+            "single-thread hashlib",
+            base / alone_cold,
+            "(component)",
+            None,
+            note="no CLI, no manifest: the part parallel hashing owns",
+        ),
+        Row(
+            "data",
+            "hashing alone: hash_tree, warm",
+            alone_warm,
+            "s",
+            alone_cold,
+            "hash_tree cold",
+            alone_warm / alone_cold,
+            "(component)",
+            None,
+            note="a stat per file, one cache record read",
+        ),
+        Row(
+            "data",
+            "cold share of freeze (1 GiB, 20,064 files)",
+            cold_share,
+            "s",
+            base,
+            "single-thread hashlib",
+            base / cold_share,
+            ">= 1.3x faster",
+            base / cold_share >= 1.3,
             note=f"each a freeze with the data less the two without it beside it (median without: {floor:.2f} s); "
-                 "warm page cache",
-            samples=cold, baseline_samples=baseline, extra={"without_data": small, "files": files, "bytes": size,
-                                                            "in_process": in_process}),
+            "warm page cache",
+            samples=cold,
+            baseline_samples=baseline,
+            extra={"without_data": small, "files": files, "bytes": size, "in_process": in_process},
+        ),
         *disk_rows(disk_cold, disk_baseline, warm_share),
-        Row("data", "warm share (unchanged, stat cache)", warm_share, "s", cold_share, "cold share",
-            warm_share / cold_share, "<= 0.15x", warm_share / cold_share <= 0.15,
+        Row(
+            "data",
+            "warm share (unchanged, stat cache)",
+            warm_share,
+            "s",
+            cold_share,
+            "cold share",
+            warm_share / cold_share,
+            "<= 0.15x",
+            warm_share / cold_share <= 0.15,
             note=f"hash_tree alone, warm: {alone_warm:.3f} s = {alone_warm / cold_share:.0%} of the cold share: "
-                 "one stat per file, in the CLI's own process",
-            samples=warm),
-        Row("data", "one 16 MiB file changed", changed_share, "s", cold_share, "cold share",
-            changed_share / cold_share, "re-hash only that file", hashed_files == [1],
-            note=f"files re-hashed per run: {', '.join(map(str, hashed_files))}", samples=changed,
-            extra={"counts": counts}),
+            "one stat per file, in the CLI's own process",
+            samples=warm,
+        ),
+        Row(
+            "data",
+            "one 16 MiB file changed",
+            changed_share,
+            "s",
+            cold_share,
+            "cold share",
+            changed_share / cold_share,
+            "re-hash only that file",
+            hashed_files == [1],
+            note=f"files re-hashed per run: {', '.join(map(str, hashed_files))}",
+            samples=changed,
+            extra={"counts": counts},
+        ),
     ]
 
 
@@ -168,10 +217,22 @@ def disk_rows(disk_cold: list[float], disk_baseline: list[float], warm_share: fl
         return []
     share = median(disk_cold)
     base = median(disk_baseline)
-    return [Row("data", "cold share, page cache emptied (from disk)", share, "s", base,
-                "single-thread hashlib, page cache emptied", base / share, "(context)", None,
-                note=f"the warm share is {warm_share / share:.1%} of this one", samples=disk_cold,
-                baseline_samples=disk_baseline)]
+    return [
+        Row(
+            "data",
+            "cold share, page cache emptied (from disk)",
+            share,
+            "s",
+            base,
+            "single-thread hashlib, page cache emptied",
+            base / share,
+            "(context)",
+            None,
+            note=f"the warm share is {warm_share / share:.1%} of this one",
+            samples=disk_cold,
+            baseline_samples=disk_baseline,
+        )
+    ]
 
 
 def hash_split(data: Path, cache_path: Path, repeat: int) -> dict[str, float]:

@@ -55,8 +55,11 @@ def rebuild(bench: Bench) -> list[Row]:
     folder = spec.parent
     bench.wheels(spec, folder / "wheels")  # untracked: the floor and the naive build copy them
     bench.log("rebuild: first builds (repropack, floor, naive)")
-    first = {"repropack": repropack_build(bench, spec)[0], "floor": bench.docker_build(folder, FLOOR, FLOOR_TAG)[0],
-             "naive": bench.docker_build(folder, NAIVE, NAIVE_TAG)[0]}
+    first = {
+        "repropack": repropack_build(bench, spec)[0],
+        "floor": bench.docker_build(folder, FLOOR, FLOOR_TAG)[0],
+        "naive": bench.docker_build(folder, NAIVE, NAIVE_TAG)[0],
+    }
     times: dict[str, list[float]] = {"repropack": [], "floor": [], "naive": []}
     naive_rounds = 1 if bench.quick else max(2, bench.repeat - 1)  # ~50 s each
     for round_ in range(bench.repeat):
@@ -72,13 +75,35 @@ def rebuild(bench: Bench) -> list[Row]:
     bench.built["naive"] = NAIVE_TAG
     rp, floor, naive = (median(times[k]) for k in ("repropack", "floor", "naive"))
     return [
-        Row("rebuild", "repropack build after a committed one-line edit", rp, "s", floor, "floor Dockerfile",
-            rp / floor, "<= 1.5x floor", rp / floor <= 1.5, samples=times["repropack"],
+        Row(
+            "rebuild",
+            "repropack build after a committed one-line edit",
+            rp,
+            "s",
+            floor,
+            "floor Dockerfile",
+            rp / floor,
+            "<= 1.5x floor",
+            rp / floor <= 1.5,
+            samples=times["repropack"],
             baseline_samples=times["floor"],
             note=f"first builds: repropack {first['repropack']:.1f} s, floor {first['floor']:.1f} s, "
-                 f"naive {first['naive']:.1f} s", extra={"first_build_s": first}),
-        Row("rebuild", "the same, against the naive Dockerfile", rp, "s", naive, "naive Dockerfile", rp / naive,
-            "<= 0.25x naive", rp / naive <= 0.25, samples=times["repropack"], baseline_samples=times["naive"]),
+            f"naive {first['naive']:.1f} s",
+            extra={"first_build_s": first},
+        ),
+        Row(
+            "rebuild",
+            "the same, against the naive Dockerfile",
+            rp,
+            "s",
+            naive,
+            "naive Dockerfile",
+            rp / naive,
+            "<= 0.25x naive",
+            rp / naive <= 0.25,
+            samples=times["repropack"],
+            baseline_samples=times["naive"],
+        ),
     ]
 
 
@@ -86,8 +111,10 @@ def rebuild(bench: Bench) -> list[Row]:
 FORBIDDEN = {
     "pip cache": re.compile(r"(^|/)\.cache/pip(/|$)"),
     "wheel files": re.compile(r"\.whl$"),
-    "compilers": re.compile(r"(^|/)usr/(local/)?bin/([\w.-]+-)?(gcc|g\+\+|cc|c\+\+|clang|clang\+\+|gfortran)"
-                            r"(-[\d.]+)?$|(^|/)usr/lib/gcc/.*/cc1(plus)?$"),
+    "compilers": re.compile(
+        r"(^|/)usr/(local/)?bin/([\w.-]+-)?(gcc|g\+\+|cc|c\+\+|clang|clang\+\+|gfortran)"
+        r"(-[\d.]+)?$|(^|/)usr/lib/gcc/.*/cc1(plus)?$"
+    ),
 }
 
 
@@ -137,8 +164,9 @@ def size(bench: Bench) -> list[Row]:
     if "repropack" not in bench.built:
         rebuild_for_others(bench)
     rp, naive = bench.built["repropack"], bench.built["naive"]
-    base_layers = len(json.loads(bench.run(["docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}",
-                                            BASE_IMAGE]).stdout))
+    base_layers = len(
+        json.loads(bench.run(["docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", BASE_IMAGE]).stdout)
+    )
     sizes = {"repropack": image_size(bench, rp), "naive": image_size(bench, naive)}
     bench.log("size: walking every layer of both images (docker save)")
     findings = {"repropack": layer_findings(rp, base_layers), "naive": layer_findings(naive, base_layers)}
@@ -147,14 +175,30 @@ def size(bench: Bench) -> list[Row]:
     clean = not any(added.values())
     naive_bad = sorted(kind for kind, paths in findings["naive"].items() if paths["added"])
     return [
-        Row("size", "image size", sizes["repropack"] / 2**20, "MiB", sizes["naive"] / 2**20, "naive image",
-            sizes["repropack"] / sizes["naive"], "<= 1.0x naive", sizes["repropack"] <= sizes["naive"],
-            extra={"bytes": sizes}),
-        Row("size", "pip cache, wheels, compilers in its layers", None, "", target="none", ok=clean,
+        Row(
+            "size",
+            "image size",
+            sizes["repropack"] / 2**20,
+            "MiB",
+            sizes["naive"] / 2**20,
+            "naive image",
+            sizes["repropack"] / sizes["naive"],
+            "<= 1.0x naive",
+            sizes["repropack"] <= sizes["naive"],
+            extra={"bytes": sizes},
+        ),
+        Row(
+            "size",
+            "pip cache, wheels, compilers in its layers",
+            None,
+            "",
+            target="none",
+            ok=clean,
             note=("none in the layers repropack adds" if clean else f"found: {added}")
-                 + (f"; the base image's own layers hold: {', '.join(in_base)}" if in_base else "")
-                 + (f"; the naive image adds: {', '.join(naive_bad)}" if naive_bad else ""),
-            extra={"findings": findings}),
+            + (f"; the base image's own layers hold: {', '.join(in_base)}" if in_base else "")
+            + (f"; the naive image adds: {', '.join(naive_bad)}" if naive_bad else ""),
+            extra={"findings": findings},
+        ),
     ]
 
 
@@ -183,11 +227,22 @@ def context(bench: Bench) -> list[Row]:
     seconds, _, sent = bench.docker_build(folder, CONTEXT_ONLY, f"{PREFIX}context:latest")
     ours, parts = repropack_context(spec)
     breakdown = ", ".join(f"{name} {human_bytes(count)}" for name, count in sorted(parts.items(), key=lambda p: -p[1]))
-    return [Row("context", "build context sent to the engine", ours / 1e6, "MB", (sent or 0) / 1e6,
-                "docker build . (500 MB untracked + .git)", ours / sent if sent else None,
-                "only what the image needs", "untracked-500MB.bin" not in parts and ".git" not in parts,
-                note=f"repropack's context: {breakdown}; docker build . sent it in {seconds:.1f} s "
-                     f"(.git is {human_bytes(git_bytes)})", extra={"parts": parts, "docker_bytes": sent})]
+    return [
+        Row(
+            "context",
+            "build context sent to the engine",
+            ours / 1e6,
+            "MB",
+            (sent or 0) / 1e6,
+            "docker build . (500 MB untracked + .git)",
+            ours / sent if sent else None,
+            "only what the image needs",
+            "untracked-500MB.bin" not in parts and ".git" not in parts,
+            note=f"repropack's context: {breakdown}; docker build . sent it in {seconds:.1f} s "
+            f"(.git is {human_bytes(git_bytes)})",
+            extra={"parts": parts, "docker_bytes": sent},
+        )
+    ]
 
 
 def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:

@@ -33,15 +33,27 @@ def scenario(bench: Bench) -> list[Row]:
     for _ in range(repeat):
         python.append(bench.timed([sys.executable, "-c", "pass"])[0])
         freeze.append(bench.timed([*cli, "freeze", spec, "-o", out, "--json"], env=env)[0])
-    traced = bench.run([sys.executable, "-X", "importtime", "-m", "repropack", "freeze", spec, "-o", out, "--json"],
-                       env=env)
+    traced = bench.run(
+        [sys.executable, "-X", "importtime", "-m", "repropack", "freeze", spec, "-o", out, "--json"], env=env
+    )
     imports = heaviest_imports(traced.stderr.decode(errors="replace"))
     ratio = median(freeze) / median(python)
     rows = [
-        Row("startup", "repropack freeze, small experiment", median(freeze), "s", median(python), "python -c pass",
-            ratio, "lean: report", None,
+        Row(
+            "startup",
+            "repropack freeze, small experiment",
+            median(freeze),
+            "s",
+            median(python),
+            "python -c pass",
+            ratio,
+            "lean: report",
+            None,
             note="heaviest imports: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in imports[:6]),
-            samples=freeze, baseline_samples=python, extra={"imports_ms": dict(imports)}),
+            samples=freeze,
+            baseline_samples=python,
+            extra={"imports_ms": dict(imports)},
+        ),
     ]
     rows.append(lock_row(bench, spec, repeat))
     return rows
@@ -59,6 +71,13 @@ def lock_row(bench: Bench, spec: Path, repeat: int) -> Row:
         messages.add(done.stdout.decode(errors="replace").strip())
     untouched = (lockfile.read_bytes(), lockfile.stat().st_mtime_ns) == before
     no_resolver = untouched and all("up to date" in message for message in messages)
-    return Row("lock", "repropack lock, inputs unchanged", median(seconds), "s", target="no resolver, <= 0.5 s",
-               ok=no_resolver and median(seconds) <= 0.5,
-               note=f"lockfile untouched: {untouched}; said: {' | '.join(sorted(messages))}", samples=seconds)
+    return Row(
+        "lock",
+        "repropack lock, inputs unchanged",
+        median(seconds),
+        "s",
+        target="no resolver, <= 0.5 s",
+        ok=no_resolver and median(seconds) <= 0.5,
+        note=f"lockfile untouched: {untouched}; said: {' | '.join(sorted(messages))}",
+        samples=seconds,
+    )

@@ -34,8 +34,21 @@ def scenario(bench: Bench) -> list[Row]:
     def plain_run() -> float:
         shutil.rmtree(output, ignore_errors=True)
         output.mkdir()
-        return bench.timed(["docker", "run", "--rm", "--network", "none", "-u", f"{os.getuid()}:{os.getgid()}",
-                            "-v", f"{output}:/output", image, "evaluate"])[0]
+        return bench.timed(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-u",
+                f"{os.getuid()}:{os.getgid()}",
+                "-v",
+                f"{output}:/output",
+                image,
+                "evaluate",
+            ]
+        )[0]
 
     bench.log("verify: the first verify on the base (it lists the base image's files and keeps the listing)")
     first_on_base = bench.timed(verify, env=_cache(bench, "verify-first", wheels, listings))[0]
@@ -53,22 +66,56 @@ def scenario(bench: Bench) -> list[Row]:
         if round_ % 2 == 1:
             plain.append(plain_run())
         report = json.loads(done.stdout)
-        cached |= {bool(check.get("cached")) for name, check in report["integrity"].items()
-                   if name in ("files", "packages")}
+        cached |= {
+            bool(check.get("cached")) for name, check in report["integrity"].items() if name in ("files", "packages")
+        }
     base = median(plain)
     more_cold = median([c - p for c, p in zip(cold, plain, strict=True)])  # paired, round by round
     more_warm = median([w - p for w, p in zip(warm, plain, strict=True)])
     note = "ratio column: seconds more than docker run, the median of the rounds' paired differences"
     return [
-        Row("verify", "verify, first on its base (lists the base image's files too)", first_on_base, "s", base,
-            "docker run", first_on_base - base, "—", None, samples=[first_on_base], baseline_samples=plain,
-            note="one run; ratio column: seconds more than the median docker run"),
-        Row("verify", "verify, cold (first verify of this image id)", median(cold), "s", base, "docker run",
-            more_cold, "<= +6 s", more_cold <= 6.0, samples=cold, baseline_samples=plain,
-            note=f"{note}; the integrity checks read every file of the image (one export of its filesystem)"),
-        Row("verify", "verify, warm (integrity results cached)", median(warm), "s", base, "docker run",
-            more_warm, "<= +0.5 s", more_warm <= 0.5, samples=warm, baseline_samples=plain,
-            note=f"{note}; files/packages checks reported cached: {sorted(cached)}"),
+        Row(
+            "verify",
+            "verify, first on its base (lists the base image's files too)",
+            first_on_base,
+            "s",
+            base,
+            "docker run",
+            first_on_base - base,
+            "—",
+            None,
+            samples=[first_on_base],
+            baseline_samples=plain,
+            note="one run; ratio column: seconds more than the median docker run",
+        ),
+        Row(
+            "verify",
+            "verify, cold (first verify of this image id)",
+            median(cold),
+            "s",
+            base,
+            "docker run",
+            more_cold,
+            "<= +6 s",
+            more_cold <= 6.0,
+            samples=cold,
+            baseline_samples=plain,
+            note=f"{note}; the integrity checks read every file of the image (one export of its filesystem)",
+        ),
+        Row(
+            "verify",
+            "verify, warm (integrity results cached)",
+            median(warm),
+            "s",
+            base,
+            "docker run",
+            more_warm,
+            "<= +0.5 s",
+            more_warm <= 0.5,
+            samples=warm,
+            baseline_samples=plain,
+            note=f"{note}; files/packages checks reported cached: {sorted(cached)}",
+        ),
     ]
 
 

@@ -88,15 +88,10 @@ def _torch_cuda_table() -> dict[str, tuple[str, ...]]:
     data = _load_yaml(_TORCH_CUDA_FILE)
     table = data.get("torch") if isinstance(data, dict) else None
     if not isinstance(table, dict) or not all(
-        isinstance(minor, str)
-        and isinstance(cudas, list)
-        and cudas
-        and all(isinstance(c, str) for c in cudas)
+        isinstance(minor, str) and isinstance(cudas, list) and cudas and all(isinstance(c, str) for c in cudas)
         for minor, cudas in table.items()
     ):
-        raise BadInput(
-            f"{_TORCH_CUDA_FILE}: expected torch: a mapping of quoted minor versions to CUDA lists."
-        )
+        raise BadInput(f"{_TORCH_CUDA_FILE}: expected torch: a mapping of quoted minor versions to CUDA lists.")
     return {minor: tuple(cudas) for minor, cudas in table.items()}
 
 
@@ -243,9 +238,7 @@ def check_base_matches(
     if wanted is None or _major_minor(base.cuda, "CUDA version") == wanted:
         return
     public = torch_version.partition("+")[0]
-    valid = sorted(
-        (b for b in catalog.values() if b.cuda == wanted and b.python == python), key=lambda b: b.name
-    )
+    valid = sorted((b for b in catalog.values() if b.cuda == wanted and b.python == python), key=lambda b: b.name)
     others = [b for b in catalog.values() if b.name != base.name]
     choices = (
         f"Valid choices: {_choices(valid)}"

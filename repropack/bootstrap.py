@@ -102,9 +102,7 @@ def make_rootfs_tar(
     packages = recipe_packages(recipe)
     dest = Path(dest)
     if not dest.parent.is_dir():
-        raise BadInput(
-            f"Cannot write the root filesystem tar to {dest}: the folder {dest.parent} does not exist."
-        )
+        raise BadInput(f"Cannot write the root filesystem tar to {dest}: the folder {dest.parent} does not exist.")
     debootstrap = _find_debootstrap()
     if os.geteuid() != 0:
         raise EnvironmentProblem(

@@ -48,8 +48,10 @@ TAG = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{NAME_COMPONENT}(?:/{NAME_C
 
 def check_tag(tag: str) -> None:
     if not TAG.match(tag):
-        raise BadInput(f"--tag '{tag}' is not an image name like spiral-mlp:v1 (lower-case name, optional :TAG).",
-                       hint="Use lower-case letters, digits and '.', '_' or '-'; no spaces.")
+        raise BadInput(
+            f"--tag '{tag}' is not an image name like spiral-mlp:v1 (lower-case name, optional :TAG).",
+            hint="Use lower-case letters, digits and '.', '_' or '-'; no spaces.",
+        )
 
 
 def default_tag(frozen: Frozen) -> str:
@@ -85,15 +87,22 @@ def build_image(
         unreachable: EnvironmentProblem | None = None
     except EnvironmentProblem as problem:
         engine, unreachable = None, problem
-    frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=spec.lockfile,
-                    on_progress=on_progress,
-                    allowed_secrets=allowed_secrets)
+    frozen = freeze(
+        spec,
+        allow_dirty=allow_dirty,
+        engine=engine,
+        lock_missing_to=spec.lockfile,
+        on_progress=on_progress,
+        allowed_secrets=allowed_secrets,
+    )
     if engine is None:
         assert unreachable is not None
         raise unreachable
     if frozen.lock_created:
-        on_note(f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
-                "commit it with the experiment")
+        on_note(
+            f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
+            "commit it with the experiment"
+        )
     ensure_environment(engine, frozen, on_line)
     dockerfile = render_dockerfile(frozen)
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -104,8 +113,7 @@ def build_image(
     final_tag = tag or default_tag(frozen)
     before_tag()
     engine.tag(image_id, final_tag)
-    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created,
-                       frozen.hash_stats)
+    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
 
 
 def ensure_environment(engine: Engine, frozen: Frozen, on_line: Callable[[str], None]) -> str:
@@ -129,7 +137,11 @@ def ensure_environment(engine: Engine, frozen: Frozen, on_line: Callable[[str], 
 
 
 def freeze_to(
-    spec_path: Path, output: Path, *, allow_dirty: bool, on_progress: ProgressCallback | None = None,
+    spec_path: Path,
+    output: Path,
+    *,
+    allow_dirty: bool,
+    on_progress: ProgressCallback | None = None,
     allowed_secrets: frozenset[str] = frozenset(),
 ) -> FreezeResult:
     """Write OUTPUT/Dockerfile, OUTPUT/environment.Dockerfile and OUTPUT/manifest.json (and the lock, when
@@ -148,9 +160,14 @@ def freeze_to(
         engine = None  # a dry run needs no engine; the base is then recorded by reference only
     with tempfile.TemporaryDirectory(prefix="repropack-freeze-") as scratch:
         scratch_lock = Path(scratch) / spec.lockfile.name
-        frozen = freeze(spec, allow_dirty=allow_dirty, engine=engine, lock_missing_to=scratch_lock,
-                        on_progress=on_progress,
-                    allowed_secrets=allowed_secrets)
+        frozen = freeze(
+            spec,
+            allow_dirty=allow_dirty,
+            engine=engine,
+            lock_missing_to=scratch_lock,
+            on_progress=on_progress,
+            allowed_secrets=allowed_secrets,
+        )
         dockerfile = render_dockerfile(frozen)
         written = ["Dockerfile", "environment.Dockerfile", "manifest.json"]
         if frozen.lock_created:
@@ -161,5 +178,6 @@ def freeze_to(
         atomic_write(output / "manifest.json", frozen.manifest_bytes)
         atomic_write(output / "Dockerfile", dockerfile.encode())
         atomic_write(output / "environment.Dockerfile", render_environment(frozen).encode())
-    return FreezeResult(output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None,
-                        frozen.hash_stats)
+    return FreezeResult(
+        output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None, frozen.hash_stats
+    )

@@ -20,6 +20,8 @@ from repropack.freeze import Frozen
 from repropack.runtime_files import runtime_sources
 
 EPOCH = 315532800  # 1980-01-01, the earliest time a zip or wheel can hold; any fixed value would do
+
+
 def _info(name: str, size: int, mode: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size

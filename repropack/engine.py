@@ -84,11 +84,16 @@ def engine_errors(action: str) -> Iterator[None]:
         raise EnvironmentProblem(f"{action}: image not found ({exc.explanation}).") from None
     except docker.errors.APIError as exc:
         raise EnvironmentProblem(f"{action}: the Docker engine said: {exc.explanation or exc}.") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
-            OSError) as exc:
+    except (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        OSError,
+    ) as exc:
         # also a connection that breaks halfway, e.g. the engine stopped during a build
-        raise EnvironmentProblem(f"{action}: lost or no connection to the Docker engine ({exc}).",
-                                 hint=START_HINT) from None
+        raise EnvironmentProblem(
+            f"{action}: lost or no connection to the Docker engine ({exc}).", hint=START_HINT
+        ) from None
 
 
 class Engine:
@@ -138,8 +143,13 @@ class Engine:
         tail: list[str] = []
         with engine_errors("Building the image"):
             stream = self.client.api.build(
-                fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
-                decode=True, labels=labels,
+                fileobj=context,
+                custom_context=True,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                labels=labels,
             )
             for chunk in stream:
                 if "error" in chunk:
@@ -210,8 +220,7 @@ class Engine:
         never started container: the image's layers merged, with the few files the engine puts over every
         container, such as an empty ``/etc/hosts``); the stream seeks forward only."""
         with engine_errors(f"Exporting the files of {image}"):
-            container = self.client.api.create_container(image, command=["true"], entrypoint=[],
-                                                         network_disabled=True)
+            container = self.client.api.create_container(image, command=["true"], entrypoint=[], network_disabled=True)
         try:
             with engine_errors(f"Exporting the files of {image}"):
                 yield _forward(self.client.api.export(container["Id"], chunk_size=1 << 20))
@@ -251,13 +260,19 @@ class Engine:
                     if isinstance(aux, dict) and "Digest" in aux:
                         digest = str(aux["Digest"])
                     detail = event.get("progressDetail") or {}
-                    on_progress(PushProgress(str(event.get("id", "")), str(event.get("status", "")),
-                                             detail.get("current"), detail.get("total")))
+                    on_progress(
+                        PushProgress(
+                            str(event.get("id", "")),
+                            str(event.get("status", "")),
+                            detail.get("current"),
+                            detail.get("total"),
+                        )
+                    )
             if digest is not None and not last_error:
                 return digest
             if not _transient(last_error) or attempt == attempts:
                 break
-            time.sleep(2 ** attempt)
+            time.sleep(2**attempt)
             last_error = ""
         raise EnvironmentProblem(
             f"Pushing {reference} failed: {last_error or 'the registry did not confirm the push'}.",
@@ -300,23 +315,32 @@ class Engine:
         }
         with engine_errors(f"Running {image}"):
             host_config = self.client.api.create_host_config(
-                binds=binds, device_requests=device_requests,
+                binds=binds,
+                device_requests=device_requests,
                 network_mode="bridge" if sandbox.network else "none",
                 cap_drop=["ALL"] if sandbox.drop_capabilities else None,
                 security_opt=["no-new-privileges"] if sandbox.drop_capabilities else None,
                 read_only=sandbox.read_only_root,
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=4g"} if sandbox.read_only_root else None,
-                mem_limit=sandbox.memory, pids_limit=sandbox.pids,
+                mem_limit=sandbox.memory,
+                pids_limit=sandbox.pids,
                 ulimits=[docker.types.Ulimit(name="fsize", soft=output_cap.max_bytes, hard=output_cap.max_bytes)]
-                if output_cap else None,
+                if output_cap
+                else None,
             )
             try:
                 container = self.client.api.create_container(
-                    image, command=args, environment=environment, user=user or "", host_config=host_config,
+                    image,
+                    command=args,
+                    environment=environment,
+                    user=user or "",
+                    host_config=host_config,
                 )
             except docker.errors.ImageNotFound:
-                raise EnvironmentProblem(f"The image {image} is not on this Docker engine.",
-                                         hint="Build it with 'repropack build', or pull it.") from None
+                raise EnvironmentProblem(
+                    f"The image {image} is not on this Docker engine.",
+                    hint="Build it with 'repropack build', or pull it.",
+                ) from None
             cid = container["Id"]
             tail: list[str] = []
             watcher = self._output_watcher(cid, output_cap)
@@ -326,8 +350,7 @@ class Engine:
                 except docker.errors.APIError as exc:
                     if gpus and "gpu" in str(exc).lower():
                         raise EnvironmentProblem(
-                            "The Docker engine cannot give containers a GPU (--gpus all): "
-                            f"{exc.explanation or exc}.",
+                            f"The Docker engine cannot give containers a GPU (--gpus all): {exc.explanation or exc}.",
                             hint="Install the NVIDIA Container Toolkit, or run without --gpus.",
                         ) from None
                     raise
@@ -351,7 +374,9 @@ class Engine:
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.api.remove_container(cid, force=True)
         return RunResult(
-            exit_code=int(status.get("StatusCode", 1)), output_tail=tail, oom_killed=bool(state.get("OOMKilled")),
+            exit_code=int(status.get("StatusCode", 1)),
+            output_tail=tail,
+            oom_killed=bool(state.get("OOMKilled")),
             output_exceeded=watcher is not None and watcher.check(),  # once more, now that nothing writes
         )
 
@@ -368,8 +393,7 @@ class Engine:
         return OutputWatcher(lambda: folder_size(folder) - before, output_cap.max_bytes, stop)
 
 
-TRANSIENT = ("timeout", "timed out", "connection reset", "broken pipe", "503", "502", "504", "too many requests",
-             "eof")
+TRANSIENT = ("timeout", "timed out", "connection reset", "broken pipe", "503", "502", "504", "too many requests", "eof")
 
 
 def _transient(message: str) -> bool:

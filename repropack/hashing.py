@@ -53,8 +53,12 @@ class HashStats:
     cached_bytes: int = 0
 
     def __add__(self, other: HashStats) -> HashStats:
-        return HashStats(self.hashed_files + other.hashed_files, self.hashed_bytes + other.hashed_bytes,
-                         self.cached_files + other.cached_files, self.cached_bytes + other.cached_bytes)
+        return HashStats(
+            self.hashed_files + other.hashed_files,
+            self.hashed_bytes + other.hashed_bytes,
+            self.cached_files + other.cached_files,
+            self.cached_bytes + other.cached_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -201,8 +205,7 @@ def _hash_tree(
     files = {name: hashed[name][0] if name in hashed else known[name] for name in listing.names}
     index = FileIndex(tree_lines(files), listing.names, listing.total_bytes())
     if cache is not None:
-        record = Record.of(listing, files, listed.seen_ns, leave_out=_moved(listing, hashed),
-                           index=index.data)
+        record = Record.of(listing, files, listed.seen_ns, leave_out=_moved(listing, hashed), index=index.data)
         cache.store(tree, record)
     hashed_bytes = sum(digest.size for digest, _ in hashed.values())
     cached_bytes = sum(digest.size for digest in known.values())
@@ -222,9 +225,16 @@ def _moved(listing: Listing, hashed: dict[str, _Hashed]) -> set[str]:
     for i, name in enumerate(listing.names):
         if name in hashed:
             digest, after = hashed[name]
-            if digest.size != size[i] or (after is not None and (
-                    after.st_mtime_ns != mtime[i] or after.st_ctime_ns != ctime[i] or after.st_size != size[i]
-                    or signed(after.st_ino) != ino[i] or signed(after.st_dev) != dev[i])):  # stored folded
+            if digest.size != size[i] or (
+                after is not None
+                and (
+                    after.st_mtime_ns != mtime[i]
+                    or after.st_ctime_ns != ctime[i]
+                    or after.st_size != size[i]
+                    or signed(after.st_ino) != ino[i]
+                    or signed(after.st_dev) != dev[i]
+                )
+            ):  # stored folded
                 moved.add(name)
     return moved
 

@@ -32,8 +32,10 @@ class ImageManifest:
 def load_image_manifest(engine: Engine, image: str) -> ImageManifest:
     image_id = engine.image_id(image)
     if image_id is None:
-        raise BadInput(f"There is no image '{image}' on this Docker engine.",
-                       hint="Check the name (docker images), or build it with 'repropack build'.")
+        raise BadInput(
+            f"There is no image '{image}' on this Docker engine.",
+            hint="Check the name (docker images), or build it with 'repropack build'.",
+        )
     labels = engine.labels(image_id)
     if DIGEST_LABEL not in labels:
         raise BadInput(f"The image '{image}' was not built by repropack (it has no {DIGEST_LABEL} label).")

@@ -75,18 +75,30 @@ def manifest_checks(label_digest: str | None, manifest: dict[str, Any], paper: d
     """The embedded manifest against its own digest, the image label, and the paper's copy."""
     recomputed = digest_of(manifest)
     checks = [
-        _check("manifest", "the embedded manifest matches its own sha256",
-               [] if manifest.get("sha256") == recomputed else
-               ["/repro/manifest.json: content differs from its sha256"]),
-        _check("label", "the io.repropack.manifest.digest label names the embedded manifest",
-               [] if label_digest == recomputed else
-               [f"label says sha256:{label_digest}, the embedded manifest is sha256:{recomputed}"]),
+        _check(
+            "manifest",
+            "the embedded manifest matches its own sha256",
+            [] if manifest.get("sha256") == recomputed else ["/repro/manifest.json: content differs from its sha256"],
+        ),
+        _check(
+            "label",
+            "the io.repropack.manifest.digest label names the embedded manifest",
+            []
+            if label_digest == recomputed
+            else [f"label says sha256:{label_digest}, the embedded manifest is sha256:{recomputed}"],
+        ),
     ]
     if paper is not None:
         theirs = paper.get("sha256")
-        checks.append(_check("paper", "the paper manifest's copy is the embedded manifest",
-                             [] if theirs == recomputed else
-                             [f"the paper cites sha256:{theirs}, the image holds sha256:{recomputed}"]))
+        checks.append(
+            _check(
+                "paper",
+                "the paper manifest's copy is the embedded manifest",
+                []
+                if theirs == recomputed
+                else [f"the paper cites sha256:{theirs}, the image holds sha256:{recomputed}"],
+            )
+        )
     return checks
 
 
@@ -147,8 +159,12 @@ def config_check(engine: Engine, image: str, manifest: dict[str, Any]) -> Check:
             problems += _differences(key, _pairs(actual[key]), _pairs(expected[key]))
         elif actual[key] != expected[key]:
             problems.append(f"{key} is {json.dumps(actual[key])}, repropack writes {json.dumps(expected[key])}")
-    return _check("config", "the image's configuration (entrypoint, environment, user, labels, ...) is what "
-                  "repropack writes for this manifest", problems)
+    return _check(
+        "config",
+        "the image's configuration (entrypoint, environment, user, labels, ...) is what "
+        "repropack writes for this manifest",
+        problems,
+    )
 
 
 def _pairs(value: Any) -> dict[str, str]:
@@ -158,12 +174,19 @@ def _pairs(value: Any) -> dict[str, str]:
 
 
 def _differences(field_name: str, actual: dict[str, str], expected: dict[str, str]) -> list[str]:
-    problems = [f"{field_name} {key}={actual[key]!r}: repropack sets no such value"
-                for key in sorted(set(actual) - set(expected))]
-    problems += [f"{field_name} {key} is missing (repropack sets {expected[key]!r})"
-                 for key in sorted(set(expected) - set(actual))]
-    problems += [f"{field_name} {key}={actual[key]!r}, repropack sets {expected[key]!r}"
-                 for key in sorted(set(actual) & set(expected)) if actual[key] != expected[key]]
+    problems = [
+        f"{field_name} {key}={actual[key]!r}: repropack sets no such value"
+        for key in sorted(set(actual) - set(expected))
+    ]
+    problems += [
+        f"{field_name} {key} is missing (repropack sets {expected[key]!r})"
+        for key in sorted(set(expected) - set(actual))
+    ]
+    problems += [
+        f"{field_name} {key}={actual[key]!r}, repropack sets {expected[key]!r}"
+        for key in sorted(set(actual) & set(expected))
+        if actual[key] != expected[key]
+    ]
     return problems
 
 
@@ -184,11 +207,19 @@ def _locked_wheels(manifest: dict[str, Any]) -> list[Path]:
     dependencies = manifest["dependencies"]
     hashes = dependencies.get("hashes")
     if not isinstance(hashes, dict) or set(hashes) != set(dependencies["packages"]):
-        raise _Unexplained("the manifest does not record the lock's wheel hashes (built by an older repropack); "
-                           "rebuild the image to verify it")
-    packages = tuple(LockedPackage(name, version, tuple(hashes[name]),
-                                   f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in hashes[name]))
-                     for name, version in sorted(dependencies["packages"].items()))
+        raise _Unexplained(
+            "the manifest does not record the lock's wheel hashes (built by an older repropack); "
+            "rebuild the image to verify it"
+        )
+    packages = tuple(
+        LockedPackage(
+            name,
+            version,
+            tuple(hashes[name]),
+            f"{name}=={version} " + " ".join(f"--hash=sha256:{h}" for h in hashes[name]),
+        )
+        for name, version in sorted(dependencies["packages"].items())
+    )
     try:
         found = ensure_packages(packages)
     except EnvironmentProblem as exc:
@@ -196,7 +227,7 @@ def _locked_wheels(manifest: dict[str, Any]) -> list[Path]:
             "verify reads each installed file's sha256 from the hash-pinned wheels themselves, and a locked wheel "
             f"could not be had: {exc.message}",
             hint="Give this machine access to the package index (or put the wheels in the wheelhouse, "
-                 "~/.cache/repropack/wheels), then verify again; nothing was run.",
+            "~/.cache/repropack/wheels), then verify again; nothing was run.",
         ) from None
     return [path for name in sorted(found) for path in found[name]]
 
@@ -221,8 +252,9 @@ def layer_checks(engine: Engine, image: str, manifest: dict[str, Any], *, read: 
     except _Unexplained as exc:
         venv_problems.append(str(exc))
         wheels = []
-    upper = (read or read_upper)(engine, image, manifest, lambda path: path.startswith(INDEX_ROOT + "/")
-                                 or path == f"{VENV}/pyvenv.cfg")
+    upper = (read or read_upper)(
+        engine, image, manifest, lambda path: path.startswith(INDEX_ROOT + "/") or path == f"{VENV}/pyvenv.cfg"
+    )
     indexes = {path: data for path, data in upper.kept.items() if path.startswith(INDEX_ROOT + "/")}
     pinned = {path: digest for folder in expected_files(manifest, indexes).values() for path, digest in folder.items()}
     pinned[manifest["layout"]["manifest"]] = sha256_hex(canonical_json(manifest))
@@ -243,14 +275,23 @@ def layer_checks(engine: Engine, image: str, manifest: dict[str, Any], *, read: 
         if problem:
             problems.append(f"{path}: {problem}")
     file_problems += [f"{path}: missing" for path in sorted(set(pinned) - set(upper.entries))]
-    venv_problems += [f"{path}: missing" for path in sorted((set(venv.files) | set(venv.links) |
-                                                             {f"{VENV}/pyvenv.cfg"}) - set(upper.entries))]
+    venv_problems += [
+        f"{path}: missing"
+        for path in sorted((set(venv.files) | set(venv.links) | {f"{VENV}/pyvenv.cfg"}) - set(upper.entries))
+    ]
     return [
-        _check("files", "every file, folder and link in the layers above the base is explained: /repro by the "
-               "manifest, /repro/venv by the locked wheels; nothing else anywhere", _by_path(file_problems)),
-        _check("packages", f"every file of /repro/venv matches the RECORD of the hash-pinned wheel it comes from "
-               f"({len(wheels)} wheels), or is one of the few the installer and the venv create",
-               _by_path(venv_problems)),
+        _check(
+            "files",
+            "every file, folder and link in the layers above the base is explained: /repro by the "
+            "manifest, /repro/venv by the locked wheels; nothing else anywhere",
+            _by_path(file_problems),
+        ),
+        _check(
+            "packages",
+            f"every file of /repro/venv matches the RECORD of the hash-pinned wheel it comes from "
+            f"({len(wheels)} wheels), or is one of the few the installer and the venv create",
+            _by_path(venv_problems),
+        ),
     ]
 
 
@@ -261,8 +302,7 @@ def read_upper(engine: Engine, image: str, manifest: dict[str, Any], keep: Calla
     base = manifest["base"]
     candidates = [str(ref) for ref in (base.get("image_id"), base.get("reference")) if ref]
     listings = rootfs.Listings(None if disabled() else cache_root() / "base-listings", engine.version())
-    upper = rootfs.read_upper_files(engine, image, base_depth(manifest), keep, candidates=candidates,
-                                    listings=listings)
+    upper = rootfs.read_upper_files(engine, image, base_depth(manifest), keep, candidates=candidates, listings=listings)
     return upper if upper is not None else read_upper_from_layers(engine, image, manifest, keep)
 
 
@@ -283,8 +323,14 @@ def _by_path(problems: list[str]) -> list[str]:
     return sorted(problems, key=lambda line: (line.partition(": ")[0], line))
 
 
-def _explain(path: str, entry: Entry, pinned: dict[str, str], venv: venv_contents.Expected,
-             folders: set[str], kept: dict[str, bytes]) -> str | None:
+def _explain(
+    path: str,
+    entry: Entry,
+    pinned: dict[str, str],
+    venv: venv_contents.Expected,
+    folders: set[str],
+    kept: dict[str, bytes],
+) -> str | None:
     """None when ``path`` is what repropack puts there; else what is wrong with it."""
     if entry.kind in ("whiteout", "opaque"):
         return "deleted (a whiteout in a layer above the base)"
@@ -346,8 +392,13 @@ class IntegrityCache:
         return self.folder / f"{image_hex}-{digest[:16]}.json"
 
     def _body(self, image: str, digest: str, checks: dict[str, Any]) -> dict[str, Any]:
-        return {"version": CACHE_VERSION, "repropack": __version__, "image_id": image, "manifest_sha256": digest,
-                "checks": checks}
+        return {
+            "version": CACHE_VERSION,
+            "repropack": __version__,
+            "image_id": image,
+            "manifest_sha256": digest,
+            "checks": checks,
+        }
 
     def get(self, image: str, digest: str) -> dict[str, Check]:
         """Check name -> the passing result recorded for this image id and manifest; {} when none."""
@@ -364,8 +415,11 @@ class IntegrityCache:
             body = self._body(image, digest, record["checks"])
             if record != {**body, "sha256": _digest(body)}:
                 raise ValueError("the record is not this image's, or not intact")
-            return {name: Check(name, True, str(entry["detail"]) + CACHED_NOTE, (), cached=True)
-                    for name, entry in record["checks"].items() if name in CACHED_CHECKS and entry["passed"] is True}
+            return {
+                name: Check(name, True, str(entry["detail"]) + CACHED_NOTE, (), cached=True)
+                for name, entry in record["checks"].items()
+                if name in CACHED_CHECKS and entry["passed"] is True
+            }
         except (TypeError, KeyError, ValueError):
             with contextlib.suppress(OSError):
                 os.unlink(path)  # damaged, stale or foreign: not trusted, and not kept
@@ -378,8 +432,10 @@ class IntegrityCache:
         passed = {c.name: {"passed": True, "detail": c.detail} for c in checks if c.passed and not c.cached}
         if path is None or not passed:
             return
-        known = {name: {"passed": True, "detail": c.detail.removesuffix(CACHED_NOTE)}
-                 for name, c in self.get(image, digest).items()}
+        known = {
+            name: {"passed": True, "detail": c.detail.removesuffix(CACHED_NOTE)}
+            for name, c in self.get(image, digest).items()
+        }
         body = self._body(image, digest, {**known, **passed})
         with contextlib.suppress(OSError):
             atomic_write(path, json.dumps({**body, "sha256": _digest(body)}, sort_keys=True).encode())

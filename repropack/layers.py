@@ -73,7 +73,7 @@ def read_entries(archive: IO[bytes], keep: Callable[[str], bool]) -> Iterator[tu
                 yield folder or "/", Entry("opaque"), None
                 continue
             if name.startswith(WHITEOUT):
-                yield f"{folder}/{name[len(WHITEOUT):]}", Entry("whiteout"), None
+                yield f"{folder}/{name[len(WHITEOUT) :]}", Entry("whiteout"), None
                 continue
             kind, mode, uid, gid = _kind(member), member.mode, member.uid, member.gid
             if kind == "file":
@@ -90,8 +90,19 @@ def read_entries(archive: IO[bytes], keep: Callable[[str], bool]) -> Iterator[tu
             elif kind == "hardlink":
                 target = "/" + member.linkname.strip("/")
                 linked = hashes.get(target)  # a hard link names a file of the same archive, earlier in it
-                yield path, Entry("hardlink", linked[0] if linked else None, linked[1] if linked else 0,
-                                  target=target, mode=mode, uid=uid, gid=gid), None
+                yield (
+                    path,
+                    Entry(
+                        "hardlink",
+                        linked[0] if linked else None,
+                        linked[1] if linked else 0,
+                        target=target,
+                        mode=mode,
+                        uid=uid,
+                        gid=gid,
+                    ),
+                    None,
+                )
             else:
                 link = member.linkname if kind == "symlink" else None
                 yield path, Entry(kind, target=link, mode=mode, uid=uid, gid=gid), None
@@ -117,9 +128,7 @@ def _content(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: IO[bytes]) 
         yield block
 
 
-def _read_layer(
-    archive: IO[bytes], keep: Callable[[str], bool]
-) -> tuple[list[tuple[str, Entry]], dict[str, bytes]]:
+def _read_layer(archive: IO[bytes], keep: Callable[[str], bool]) -> tuple[list[tuple[str, Entry]], dict[str, bytes]]:
     """(absolute path, entry) for each member of one layer tar, in order; and the kept files' bytes."""
     entries: list[tuple[str, Entry]] = []
     kept: dict[str, bytes] = {}

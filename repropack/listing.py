@@ -26,8 +26,13 @@ class Listing:
     """The regular files of a tree, sorted by relative POSIX path, and their stat keys as columns; and
     the folders walked to find them ('.' for the tree itself; none for a single file), with theirs."""
 
-    def __init__(self, names: list[str], columns: Columns, folders: list[str] | None = None,
-                 folder_columns: Columns | None = None) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        columns: Columns,
+        folders: list[str] | None = None,
+        folder_columns: Columns | None = None,
+    ) -> None:
         self.names = names
         self.columns = columns
         self.folders = folders or []
@@ -76,8 +81,12 @@ def scan(path: Path) -> Listing:
     files, folders = _walk(tree)
     files.sort()
     folders.sort()
-    return Listing([name for name, _ in files], stat_columns([full for _, full in files]),
-                   [name for name, _ in folders], _columns([st for _, st in folders]))
+    return Listing(
+        [name for name, _ in files],
+        stat_columns([full for _, full in files]),
+        [name for name, _ in folders],
+        _columns([st for _, st in folders]),
+    )
 
 
 def relist(path: Path, names: list[str], folders: list[str], folder_columns: Columns) -> Listing | None:

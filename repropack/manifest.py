@@ -22,8 +22,19 @@ from repropack.runtime_files import runtime_sources
 from repropack.spec import Spec
 
 SCHEMA = "repropack.manifest/v1"
-REQUIRED_KEYS = ("base", "code", "commands", "config", "datasets", "dependencies", "experiment", "layout",
-                 "metrics", "runtime", "sha256")
+REQUIRED_KEYS = (
+    "base",
+    "code",
+    "commands",
+    "config",
+    "datasets",
+    "dependencies",
+    "experiment",
+    "layout",
+    "metrics",
+    "runtime",
+    "sha256",
+)
 ENTRYPOINT = ["/repro/venv/bin/python", "-I", "/repro/runtime/entrypoint.py"]
 # What the Dockerfile's ENV sets (over the base image's environment); verify expects exactly this.
 IMAGE_ENV = {
@@ -63,14 +74,17 @@ def build_manifest(
             "diff": code.diff,
             "diff_sha256": code.diff_sha256,
             "sha256": tree_digest(code_files),
-            "files": {
-                f.path: {"sha256": f.sha256, "mode": "0755" if f.executable else "0644"} for f in code.files
-            },
+            "files": {f.path: {"sha256": f.sha256, "mode": "0755" if f.executable else "0644"} for f in code.files},
         },
         "base": {
-            "name": base.name, "reference": base.reference, "image_id": base.image_id,
-            "python": base.python, "cuda": base.cuda, "layers": list(base.layers),
-            "setup": list(base.setup), "config": base.config or None,
+            "name": base.name,
+            "reference": base.reference,
+            "image_id": base.image_id,
+            "python": base.python,
+            "cuda": base.cuda,
+            "layers": list(base.layers),
+            "setup": list(base.setup),
+            "config": base.config or None,
         },
         "dependencies": {
             "lockfile": lock.path.name,
@@ -139,6 +153,8 @@ def parse_manifest(data: bytes, source: str, *, check_digest: bool = True) -> di
         raise BadInput(f"{source} has been modified: its content does not match its own sha256.")
     missing = sorted(set(REQUIRED_KEYS) - set(document))
     if missing:
-        raise BadInput(f"{source} lacks {', '.join(missing)}: it was written by another version of repropack.",
-                       hint="Rebuild the image with this version.")
+        raise BadInput(
+            f"{source} lacks {', '.join(missing)}: it was written by another version of repropack.",
+            hint="Rebuild the image with this version.",
+        )
     return document

@@ -24,8 +24,12 @@ RECORD_CAP = 16 << 20  # run.json, metrics.json: a few KiB in practice
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = {
-    stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
 }
 
 
@@ -71,9 +75,12 @@ def read_record(folder: Path, name: str, *, shown_as: str = "/output", cap: int 
             except OSError as exc:
                 prefix = f"{shown_as}/{'/'.join(parts[:depth])}"
                 found = _lstat_kind(fds[-1], part)
-                raise UnsafeOutput(shown, f"cannot be read: {prefix} is {found or 'not a folder'} ({exc.strerror})"
-                                   if exc.errno in (errno.ELOOP, errno.ENOTDIR) else
-                                   f"cannot be read: {prefix} could not be opened ({exc.strerror})") from None
+                raise UnsafeOutput(
+                    shown,
+                    f"cannot be read: {prefix} is {found or 'not a folder'} ({exc.strerror})"
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR)
+                    else f"cannot be read: {prefix} could not be opened ({exc.strerror})",
+                ) from None
         return _read_regular(fds[-1], parts[-1], shown, cap)
     finally:
         for fd in fds:
@@ -100,13 +107,16 @@ def _read_regular(dir_fd: int, name: str, shown: str, cap: int) -> bytes | None:
         return None
     except OSError as exc:  # ELOOP: swapped for a link since; ENXIO: a socket
         found = _lstat_kind(dir_fd, name) or "not a regular file"
-        raise UnsafeOutput(shown, f"is {found}" if exc.errno in (errno.ELOOP, errno.ENXIO) else
-                           f"could not be opened ({exc.strerror})") from None
+        raise UnsafeOutput(
+            shown, f"is {found}" if exc.errno in (errno.ELOOP, errno.ENXIO) else f"could not be opened ({exc.strerror})"
+        ) from None
     try:
         now = os.fstat(fd)
         if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
-            raise UnsafeOutput(shown, f"is {kind(now.st_mode)}" if not stat.S_ISREG(now.st_mode)
-                               else "was replaced while it was being read")
+            raise UnsafeOutput(
+                shown,
+                f"is {kind(now.st_mode)}" if not stat.S_ISREG(now.st_mode) else "was replaced while it was being read",
+            )
         if now.st_size > cap:
             raise UnsafeOutput(shown, f"is larger than {describe(cap)} ({describe(now.st_size)})")
         chunks: list[bytes] = []
@@ -126,6 +136,7 @@ def _read_regular(dir_fd: int, name: str, shown: str, cap: int) -> bytes | None:
 
 # -- removing ------------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def scratch_folder(prefix: str) -> Iterator[Path]:
     """A new temporary folder for a run's /output, removed with :func:`remove_tree` whatever the run left
@@ -140,8 +151,10 @@ def scratch_folder(prefix: str) -> Iterator[Path]:
     try:
         remove_tree(path)
     except OSError as exc:
-        raise EnvironmentProblem(f"Could not remove the temporary folder {path} ({exc.strerror or exc}).",
-                                 hint="Remove it by hand (the run is over; nothing uses it).") from None
+        raise EnvironmentProblem(
+            f"Could not remove the temporary folder {path} ({exc.strerror or exc}).",
+            hint="Remove it by hand (the run is over; nothing uses it).",
+        ) from None
 
 
 def remove_tree(root: Path) -> None:

@@ -34,8 +34,10 @@ def parse_size(text: str, option: str = "--max-output") -> int:
     if value > 1 << 50:
         raise BadInput(f"{option} {text} is more than 1 PiB.", hint="Give a size the disk could hold, like 50G.")
     if value < 1 << 20:
-        raise BadInput(f"{option} {text} is less than 1 MiB; the run's records alone need more.",
-                       hint=f"Give at least 1M (the default is {describe(DEFAULT_MAX_OUTPUT)}).")
+        raise BadInput(
+            f"{option} {text} is less than 1 MiB; the run's records alone need more.",
+            hint=f"Give at least 1M (the default is {describe(DEFAULT_MAX_OUTPUT)}).",
+        )
     return value
 
 
@@ -85,8 +87,9 @@ class OutputWatcher:
     """Calls ``stop`` (once) when ``measure()`` is past ``cap``, looking every ``interval`` seconds
     from :meth:`start` until :meth:`close`; ``exceeded`` says whether it did."""
 
-    def __init__(self, measure: Callable[[], int], cap: int, stop: Callable[[], None],
-                 interval: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, measure: Callable[[], int], cap: int, stop: Callable[[], None], interval: float = POLL_SECONDS
+    ) -> None:
         self.measure = measure
         self.cap = cap
         self.stop = stop

@@ -54,8 +54,10 @@ def parse_paper(data: bytes, source: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadInput(f"The paper manifest {source} is not UTF-8 text (byte {exc.start}).", hint=remake) from None
     except json.JSONDecodeError as exc:
-        raise BadInput(f"The paper manifest {source} is not valid JSON: line {exc.lineno} column {exc.colno}: "
-                       f"{exc.msg}.", hint=remake) from None
+        raise BadInput(
+            f"The paper manifest {source} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}.",
+            hint=remake,
+        ) from None
     if not isinstance(paper, dict) or paper.get("schema") != SCHEMA or not isinstance(paper.get("manifest"), dict):
         raise BadInput(f"{source} is not a paper manifest (schema {SCHEMA}).", hint=remake)
     image = paper.get("image")
@@ -73,15 +75,19 @@ def _check_binding(image: dict[str, Any], source: str) -> None:
         wrong.append(f"image.id is {image_id!r}, not sha256:<64 hex digits>")
     if reference not in (None, "") and not (isinstance(reference, str) and DIGEST_REFERENCE.fullmatch(reference)):
         wrong.append(f"image.reference is {reference!r}, not pinned by digest (REGISTRY/REPO@sha256:<64 hex digits>)")
-    make = ("Make a proper one from the image itself: repropack manifest IMAGE_OR_REF --output FILE "
-            "(it records the image id, and the digest reference once the image is published).")
+    make = (
+        "Make a proper one from the image itself: repropack manifest IMAGE_OR_REF --output FILE "
+        "(it records the image id, and the digest reference once the image is published)."
+    )
     if wrong:
         raise BadInput(f"The paper manifest {source} does not bind its image: {'; '.join(wrong)}.", hint=make)
     if not image_id and not reference:
         raise BadInput(
             f"The paper manifest {source} does not bind its image: it has neither image.id (sha256:<64 hex digits>) "
             "nor an image.reference pinned by digest (REGISTRY/REPO@sha256:...), so nothing could show that the "
-            "image verify checks is the one the paper cites.", hint=make)
+            "image verify checks is the one the paper cites.",
+            hint=make,
+        )
 
 
 def paper_manifest_digest(paper: dict[str, Any]) -> str:
@@ -113,8 +119,12 @@ def _rows(paper: dict[str, Any]) -> list[tuple[str, str]]:
     s = paper["summary"]
     rows = [
         ("Image", paper["image"]["reference"] or f"{paper['image']['id']} (not published)"),
-        ("Code", f"commit {s['code']['commit']}" + (f" of {s['code']['source']}" if s["code"]["source"] else "")
-         + (" (with uncommitted changes)" if s["code"]["dirty"] else "")),
+        (
+            "Code",
+            f"commit {s['code']['commit']}"
+            + (f" of {s['code']['source']}" if s["code"]["source"] else "")
+            + (" (with uncommitted changes)" if s["code"]["dirty"] else ""),
+        ),
         ("Base image", f"{s['base']['reference']} ({s['base']['image_id'] or 'unresolved'})"),
         ("Dependencies", f"{s['lockfile']['packages']} packages, lockfile sha256:{s['lockfile']['sha256']}"),
     ]
@@ -135,8 +145,18 @@ def _markdown(paper: dict[str, Any], rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(text: str) -> str:

@@ -51,8 +51,9 @@ class HashMeter:
     ``update`` has the signature of ``repropack.hashing.ProgressCallback``.
     """
 
-    def __init__(self, *, enabled: bool, write: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, enabled: bool, write: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.enabled = enabled
         self.write = write
         self.clock = clock

@@ -77,9 +77,7 @@ def render_dockerfile(frozen: Frozen) -> str:
         digest=frozen.digest,
         base_from=frozen.base.from_line,
         setup=list(frozen.base.setup),
-        datasets=[
-            {"name": ds.name, "mount": ds.mount_point} for ds in frozen.datasets.values() if ds.embed
-        ],
+        datasets=[{"name": ds.name, "mount": ds.mount_point} for ds in frozen.datasets.values() if ds.embed],
         has_config=frozen.config is not None,
         datasets_index=bool(frozen.datasets),
         entrypoint=json.dumps(ENTRYPOINT),

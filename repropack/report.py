@@ -10,8 +10,11 @@ def _number(value: float | None) -> str:
 
 
 def render_verify_report(report: dict[str, Any]) -> str:
-    lines = [f"image     {report['reference'] or report['image']} ({report['image_id'][:19]})",
-             f"manifest  sha256:{report['manifest_digest']}", "integrity"]
+    lines = [
+        f"image     {report['reference'] or report['image']} ({report['image_id'][:19]})",
+        f"manifest  sha256:{report['manifest_digest']}",
+        "integrity",
+    ]
     for name, check in report["integrity"].items():
         lines.append(f"  {'ok  ' if check['passed'] else 'FAIL'} {name}: {check['detail']}")
         lines += [f"         {problem}" for problem in check["problems"]]
@@ -20,13 +23,18 @@ def render_verify_report(report: dict[str, Any]) -> str:
         seeds = ", ".join(str(r["seed"]) for r in report.get("runs", []))
         gpu = run.get("gpu") or {}
         device = ", ".join(gpu.get("devices") or []) or (run.get("host") or {}).get("cpu") or run.get("device")
-        lines.append(f"run       {report['command']} with seed {seeds} on {device} "
-                     f"(python {run.get('python')}, torch {(run.get('torch') or {}).get('version', '-')})")
+        lines.append(
+            f"run       {report['command']} with seed {seeds} on {device} "
+            f"(python {run.get('python')}, torch {(run.get('torch') or {}).get('version', '-')})"
+        )
     if report["metrics"]:
         several = len(report.get("runs", [])) > 1
         label = "mean" if several else "actual"
-        lines.append(f"  {'metric':<20} {'expected':>12} {label:>12} {'difference':>12} {'tolerance':>12}"
-                     + (f" {'std':>10}" if several else "") + "  result")
+        lines.append(
+            f"  {'metric':<20} {'expected':>12} {label:>12} {'difference':>12} {'tolerance':>12}"
+            + (f" {'std':>10}" if several else "")
+            + "  result"
+        )
         for name, m in report["metrics"].items():
             lines.append(
                 f"  {name:<20} {_number(m['expected']):>12} {_number(m['actual']):>12} "

@@ -16,7 +16,10 @@ from repropack.output_files import read_record
 from repropack.output_limit import DEFAULT_MAX_OUTPUT, OutputTooLarge
 
 RUNTIME_ERRORS: dict[int, type[ReproError]] = {
-    1: NotReproduced, 2: BadInput, 3: EnvironmentProblem, 4: CommandFailed,
+    1: NotReproduced,
+    2: BadInput,
+    3: EnvironmentProblem,
+    4: CommandFailed,
 }
 
 
@@ -51,8 +54,9 @@ def parse_data(pairs: tuple[str, ...]) -> dict[str, Path]:
             raise BadInput(f"--data {name} is given twice.", hint="Give each dataset once.")
         host = Path(path).expanduser().resolve()
         if not host.exists():
-            raise BadInput(f"--data {name}: {path} does not exist.",
-                           hint="Check the path (it is relative to the current folder).")
+            raise BadInput(
+                f"--data {name}: {path} does not exist.", hint="Check the path (it is relative to the current folder)."
+            )
         given[name] = host
     return given
 
@@ -63,8 +67,9 @@ def parse_sets(items: tuple[str, ...]) -> list[tuple[str, str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or any(not part.strip() for part in key.split(".")):
-            raise BadInput(f"--set takes KEY=VALUE (for example --set epochs=5 or --set model.hidden=32), "
-                           f"not '{item}'.")
+            raise BadInput(
+                f"--set takes KEY=VALUE (for example --set epochs=5 or --set model.hidden=32), not '{item}'."
+            )
         result.append((key, value))
     return result
 
@@ -91,8 +96,11 @@ def data_mounts(manifest: dict[str, Any], pairs: tuple[str, ...]) -> list[Mount]
     given = parse_data(pairs)
     for name in given:
         if name not in datasets:
-            raise BadInput(f"--data {name}: the experiment has no dataset '{name}' "
-                           f"(it has: {', '.join(sorted(datasets)) or 'none'}).", hint="Use one of those names.")
+            raise BadInput(
+                f"--data {name}: the experiment has no dataset '{name}' "
+                f"(it has: {', '.join(sorted(datasets)) or 'none'}).",
+                hint="Use one of those names.",
+            )
     mounts = []
     for name, record in sorted(datasets.items()):
         if name not in given:
@@ -104,13 +112,17 @@ def data_mounts(manifest: dict[str, Any], pairs: tuple[str, ...]) -> list[Mount]
             if host.is_dir():
                 host = host / Path(record["path"]).name
                 if not host.is_file():  # Docker would mount an empty folder made in its place
-                    raise BadInput(f"--data {name}: {given[name]} holds no {host.name}, the file the dataset is.",
-                                   hint=f"Name the file itself: --data {name}=PATH/{host.name}.")
+                    raise BadInput(
+                        f"--data {name}: {given[name]} holds no {host.name}, the file the dataset is.",
+                        hint=f"Name the file itself: --data {name}=PATH/{host.name}.",
+                    )
             mounts.append(Mount(str(host), record["path"]))
         else:
             if not host.is_dir():
-                raise BadInput(f"--data {name}: {host} is a file, but the dataset is a folder.",
-                               hint=f"Name the folder that holds its files: --data {name}=FOLDER.")
+                raise BadInput(
+                    f"--data {name}: {host} is a file, but the dataset is a folder.",
+                    hint=f"Name the folder that holds its files: --data {name}=FOLDER.",
+                )
             mounts.append(Mount(str(host), record["mount"]))
     return mounts
 
@@ -119,8 +131,10 @@ def check_request(manifest: dict[str, Any], request: RunRequest) -> tuple[str, l
     """The command to run and the data mounts, checked against the image's manifest; nothing is touched."""
     command = request.command or default_command(manifest, ("train",))
     if command not in manifest["commands"]:
-        raise BadInput(f"The image has no command '{command}' (it has: {', '.join(sorted(manifest['commands']))}).",
-                       hint="Name one of those.")
+        raise BadInput(
+            f"The image has no command '{command}' (it has: {', '.join(sorted(manifest['commands']))}).",
+            hint="Name one of those.",
+        )
     check_sets(manifest, request.sets)
     return command, data_mounts(manifest, request.data)
 
@@ -132,8 +146,10 @@ def check_sets(manifest: dict[str, Any], items: tuple[str, ...]) -> None:
         return
     config = manifest.get("config")
     if not config or not str(config.get("file", "")).endswith(".json"):
-        raise BadInput("--set changes values in the experiment's JSON config, and this experiment has none.",
-                       hint="Drop --set, or give the experiment a config.json.")
+        raise BadInput(
+            "--set changes values in the experiment's JSON config, and this experiment has none.",
+            hint="Drop --set, or give the experiment a config.json.",
+        )
     try:
         data = json.loads(config["content"])
     except (KeyError, TypeError, ValueError):
@@ -143,13 +159,17 @@ def check_sets(manifest: dict[str, Any], items: tuple[str, ...]) -> None:
         *sections, last = key.split(".")
         for part in sections:
             if not isinstance(node, dict) or not isinstance(node.get(part), dict):
-                raise BadInput(f"--set {key}: '{part}' is not a section of {config['file']}.",
-                               hint="Name a key that is in the config (see repropack inspect IMAGE).")
+                raise BadInput(
+                    f"--set {key}: '{part}' is not a section of {config['file']}.",
+                    hint="Name a key that is in the config (see repropack inspect IMAGE).",
+                )
             node = node[part]
         if not isinstance(node, dict) or last not in node:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
-            raise BadInput(f"--set {key}: {config['file']} has no key '{last}' (it has: {known}).",
-                           hint="--set changes existing values; it does not add keys.")
+            raise BadInput(
+                f"--set {key}: {config['file']} has no key '{last}' (it has: {known}).",
+                hint="--set changes existing values; it does not add keys.",
+            )
 
 
 def run_image(
@@ -174,8 +194,14 @@ def run_image(
     if request.timeout is not None:
         args += ["--timeout", str(request.timeout)]
     result = engine.run(
-        image.image_id, args, mounts=mounts, environment={}, user=f"{os.getuid()}:{os.getgid()}",
-        gpus=request.gpus, on_line=on_line, sandbox=request.sandbox,
+        image.image_id,
+        args,
+        mounts=mounts,
+        environment={},
+        user=f"{os.getuid()}:{os.getgid()}",
+        gpus=request.gpus,
+        on_line=on_line,
+        sandbox=request.sandbox,
         output_cap=OutputCap(folder, request.max_output),
     )
     if result.output_exceeded:
@@ -185,8 +211,9 @@ def run_image(
         error = RUNTIME_ERRORS.get(result.exit_code, CommandFailed)
         last = next((line for line in reversed(result.output_tail) if line.strip()), "")
         reason = "it was killed for using too much memory" if result.oom_killed else last
-        raise error(f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: "
-                    f"{reason}")
+        raise error(
+            f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: {reason}"
+        )
     metrics = _read_json(folder, "metrics.json")
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return RunOutcome(command, output, numbers, record)

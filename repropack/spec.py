@@ -20,13 +20,26 @@ from repropack.yamldoc import Located, load_yaml
 SPEC_VERSION = 1
 GPU_MODES = ("auto", "none", "required")
 TOP_KEYS = (
-    "version", "name", "python", "base", "requirements", "lockfile", "config",
-    "seed", "datasets", "commands", "metrics", "gpu",
+    "version",
+    "name",
+    "python",
+    "base",
+    "requirements",
+    "lockfile",
+    "config",
+    "seed",
+    "datasets",
+    "commands",
+    "metrics",
+    "gpu",
 )
 REQUIRED_KEYS = ("version", "name", "python", "base", "requirements", "commands")
 REQUIRED_EXAMPLES = {
-    "version": "version: 1", "name": "name: spiral-mlp", "python": 'python: "3.11"',
-    "base": "base: debian-bookworm", "requirements": "requirements: requirements.in",
+    "version": "version: 1",
+    "name": "name: spiral-mlp",
+    "python": 'python: "3.11"',
+    "base": "base: debian-bookworm",
+    "requirements": "requirements: requirements.in",
     "commands": "commands: {train: python train.py}",
 }
 DATASET_KEYS = ("path", "embed")
@@ -188,8 +201,9 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
     if doc.value is None:
         raise SpecError(source, ["the file is empty; start from the example in README.md"])
     if not isinstance(doc.value, dict):
-        raise SpecError(source, [f"line {doc.line() or 1}: the top level must be a mapping of keys, "
-                                 f"not {_kind(doc.value)}"])
+        raise SpecError(
+            source, [f"line {doc.line() or 1}: the top level must be a mapping of keys, not {_kind(doc.value)}"]
+        )
     raw: dict[str, Any] = doc.value
     check = _Checker(doc, spec_path.parent, source)
     check.unknown_keys(raw, TOP_KEYS, ())
@@ -218,9 +232,18 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
         raise SpecError(source, check.problems)
     assert name and python and base and requirements and lockfile and commands is not None
     return Spec(
-        path=spec_path, name=name, python=python, base=base, requirements=requirements,
-        lockfile=lockfile, config=config, seed=seed, datasets=datasets, commands=commands,
-        metrics=metrics, gpu=gpu,
+        path=spec_path,
+        name=name,
+        python=python,
+        base=base,
+        requirements=requirements,
+        lockfile=lockfile,
+        config=config,
+        seed=seed,
+        datasets=datasets,
+        commands=commands,
+        metrics=metrics,
+        gpu=gpu,
     )
 
 
@@ -228,8 +251,9 @@ def _check_version(check: _Checker, raw: dict[str, Any]) -> None:
     value = raw.get("version", SPEC_VERSION)
     if value != SPEC_VERSION or isinstance(value, bool) or not isinstance(value, int):
         shown = str(value) if isinstance(value, int) and not isinstance(value, bool) else _kind(value)
-        check.problem(("version",), f"this repropack reads version {SPEC_VERSION}, not {shown}; "
-                                    f"write version: {SPEC_VERSION}")
+        check.problem(
+            ("version",), f"this repropack reads version {SPEC_VERSION}, not {shown}; write version: {SPEC_VERSION}"
+        )
 
 
 def _check_name(check: _Checker, raw: dict[str, Any]) -> str | None:
@@ -255,8 +279,9 @@ def _check_python(check: _Checker, raw: dict[str, Any]) -> str | None:
     value = raw["python"]
     if isinstance(value, float):
         meant = "3.10" if str(value) == "3.1" else str(value)  # unquoted 3.10 is the number 3.1
-        check.problem(("python",), f"write the version as a string, \"{meant}\" (unquoted, YAML reads it as the "
-                                   f"number {value})")
+        check.problem(
+            ("python",), f'write the version as a string, "{meant}" (unquoted, YAML reads it as the number {value})'
+        )
         return None
     text = check.text(value, ("python",))
     if text is None:
@@ -392,7 +417,11 @@ def command_fields(command: str) -> list[str]:
 
 
 def _check_commands(
-    check: _Checker, raw: dict[str, Any], datasets: dict[str, Dataset], *, has_config: bool,
+    check: _Checker,
+    raw: dict[str, Any],
+    datasets: dict[str, Dataset],
+    *,
+    has_config: bool,
     declared: frozenset[str] = frozenset(),
 ) -> dict[str, str] | None:
     if "commands" not in raw:
@@ -453,8 +482,10 @@ def _check_metrics(check: _Checker, raw: dict[str, Any]) -> Metrics:
     file = _check_metrics_file(check, body)
     stdout = _check_stdout_patterns(check, body)
     expected: dict[str, Expected] = {}
-    entries = check.mapping(body.get("expected") or {}, ("metrics", "expected"),
-                            "accuracy: {value: 0.9, abs_tol: 0.01}") or {}
+    entries = (
+        check.mapping(body.get("expected") or {}, ("metrics", "expected"), "accuracy: {value: 0.9, abs_tol: 0.01}")
+        or {}
+    )
     for name, entry in entries.items():
         parsed = _check_expected(check, ("metrics", "expected", name), entry)
         if parsed is not None:

@@ -82,8 +82,14 @@ class Record:
     folder_columns: bytes = b""  # their stat columns, as above
 
     @classmethod
-    def of(cls, listing: Listing, files: dict[str, FileDigest], seen_ns: int, leave_out: set[str],
-           index: bytes | None = None) -> Record:
+    def of(
+        cls,
+        listing: Listing,
+        files: dict[str, FileDigest],
+        seen_ns: int,
+        leave_out: set[str],
+        index: bytes | None = None,
+    ) -> Record:
         """The record of ``listing`` hashed as ``files`` (whose index is ``index``, when the caller has it),
         less the files the racy rule does not trust yet and those in ``leave_out``."""
         from repropack.hashing import tree_lines
@@ -91,17 +97,29 @@ class Record:
         folders = ("\0".join(listing.folders).encode("utf-8", "surrogateescape"), columns_bytes(listing.folder_columns))
         if not leave_out and listing.newest_ns() + RACY_NS <= seen_ns:
             return cls(names_blob(listing), columns_blob(listing), index or tree_lines(files), seen_ns, *folders)
-        kept = listing.select([i for i, name in enumerate(listing.names)
-                               if name not in leave_out and trusted(listing.key(i), seen_ns)])
+        kept = listing.select(
+            [i for i, name in enumerate(listing.names) if name not in leave_out and trusted(listing.key(i), seen_ns)]
+        )
         if len(kept) != len(listing):
             folders = (b"", b"")  # the record does not hold every file: the tree must be walked next time
-        return cls(names_blob(kept), columns_blob(kept), tree_lines({name: files[name] for name in kept.names}),
-                   seen_ns, *folders)
+        return cls(
+            names_blob(kept),
+            columns_blob(kept),
+            tree_lines({name: files[name] for name in kept.names}),
+            seen_ns,
+            *folders,
+        )
 
     def digest(self) -> str:
         digest = hashlib.sha256()
-        for part in (self.names, self.columns, self.index, str(self.seen_ns).encode(), self.folders,
-                     self.folder_columns):
+        for part in (
+            self.names,
+            self.columns,
+            self.index,
+            str(self.seen_ns).encode(),
+            self.folders,
+            self.folder_columns,
+        ):
             digest.update(b"%d:" % len(part))
             digest.update(part)
         return digest.hexdigest()
@@ -148,8 +166,11 @@ def vouch(record: Record | None, listing: Listing) -> tuple[bytes | None, dict[s
 
     if record is None:
         return None, {}
-    if (record.names == names_blob(listing) and record.columns == columns_blob(listing)
-            and listing.newest_ns() + RACY_NS <= record.seen_ns):
+    if (
+        record.names == names_blob(listing)
+        and record.columns == columns_blob(listing)
+        and listing.newest_ns() + RACY_NS <= record.seen_ns
+    ):
         return record.index, {}
     names = record.names.decode("utf-8", "surrogateescape").split("\0") if record.names else []
     lines = index_lines(record.index)
@@ -239,9 +260,20 @@ class StatCache:
 
         def write(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                conn.execute("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (tree, record.names, record.columns, record.index, record.seen_ns, record.folders,
-                              record.folder_columns, record.digest(), now))
+                conn.execute(
+                    "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tree,
+                        record.names,
+                        record.columns,
+                        record.index,
+                        record.seen_ns,
+                        record.folders,
+                        record.folder_columns,
+                        record.digest(),
+                        now,
+                    ),
+                )
                 conn.execute("DELETE FROM trees WHERE written_ns < ?", (now - KEEP_NS,))
             return True
 
@@ -301,8 +333,9 @@ class StatCache:
 
 
 def _read(conn: sqlite3.Connection, tree: str) -> Record | None:
-    row = conn.execute("SELECT names, columns, idx, seen_ns, folders, folder_columns, sha256 FROM trees "
-                       "WHERE path = ?", (tree,)).fetchone()
+    row = conn.execute(
+        "SELECT names, columns, idx, seen_ns, folders, folder_columns, sha256 FROM trees WHERE path = ?", (tree,)
+    ).fetchone()
     if row is None:
         return None
     names, columns, index, seen_ns, folders, folder_columns, digest = row
@@ -340,8 +373,10 @@ def _identity(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def _create(conn: sqlite3.Connection) -> None:
     """The table and the header's identity; the caller holds the write transaction."""
-    conn.execute("CREATE TABLE trees (path TEXT PRIMARY KEY, names BLOB NOT NULL, columns BLOB NOT NULL, "
-                 "idx BLOB NOT NULL, seen_ns INTEGER NOT NULL, folders BLOB NOT NULL, folder_columns BLOB NOT NULL, "
-                 "sha256 TEXT NOT NULL, written_ns INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE trees (path TEXT PRIMARY KEY, names BLOB NOT NULL, columns BLOB NOT NULL, "
+        "idx BLOB NOT NULL, seen_ns INTEGER NOT NULL, folders BLOB NOT NULL, folder_columns BLOB NOT NULL, "
+        "sha256 TEXT NOT NULL, written_ns INTEGER NOT NULL)"
+    )
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA}")

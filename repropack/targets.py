@@ -38,8 +38,10 @@ def read_paper_target(target: str) -> dict[str, Any] | None:
     if not (target.endswith(".json") or path.is_file()):
         return None
     if not path.is_file():
-        raise BadInput(f"The paper manifest {target} does not exist.",
-                       hint="Check the path, or pass the image (a tag, or REGISTRY/REPO@sha256:...).")
+        raise BadInput(
+            f"The paper manifest {target} does not exist.",
+            hint="Check the path, or pass the image (a tag, or REGISTRY/REPO@sha256:...).",
+        )
     return parse_paper(path.read_bytes(), path.name)
 
 
@@ -56,8 +58,10 @@ def resolve_target(engine: Engine, target: str) -> Target:
         return Target(target, digests[0] if len(digests) == 1 else None, None)
     if _looks_remote(target):
         return Target(_ensure(engine, target), None, None)
-    raise BadInput(f"There is no image '{target}' on this Docker engine, and it is not a registry reference.",
-                   hint="Check the name (docker images), pass REGISTRY/REPO@sha256:..., or a paper manifest file.")
+    raise BadInput(
+        f"There is no image '{target}' on this Docker engine, and it is not a registry reference.",
+        hint="Check the name (docker images), pass REGISTRY/REPO@sha256:..., or a paper manifest file.",
+    )
 
 
 def binding_checks(engine: Engine, resolved: Target, image_id: str) -> list[Check]:
@@ -75,8 +79,11 @@ def binding_checks(engine: Engine, resolved: Target, image_id: str) -> list[Chec
         digests = engine.repo_digests(image_id)
         if not any(known.rpartition("@")[2] == digest for known in digests):
             carried = ", ".join(digests) or "none"
-            problems.append(f"{resolved.reference} resolved to {image_id}, which does not carry that digest "
-                            f"(its registry digests: {carried})")
+            problems.append(
+                f"{resolved.reference} resolved to {image_id}, which does not carry that digest "
+                f"(its registry digests: {carried})"
+            )
     named = "the paper" if resolved.paper is not None else resolved.reference
-    return [Check("image", not problems, f"the image is the one {named} names (image id, registry digest)",
-                  tuple(problems))]
+    return [
+        Check("image", not problems, f"the image is the one {named} names (image id, registry digest)", tuple(problems))
+    ]

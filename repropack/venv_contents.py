@@ -137,7 +137,7 @@ def _installed_path(path: str, distribution: str, site: str, python: str) -> tup
     prefix = f"{distribution}.data/"
     if not path.startswith(prefix):
         return f"{site}/{path}", False
-    scheme, _, rest = path[len(prefix):].partition("/")
+    scheme, _, rest = path[len(prefix) :].partition("/")
     if scheme == "scripts":
         return f"{VENV}/bin/{rest}", True
     if scheme == "data":
@@ -150,10 +150,23 @@ def _installed_path(path: str, distribution: str, site: str, python: str) -> tup
 def environment(wheels: list[Path], python: str) -> Expected:
     """The whole environment the recipe makes from ``wheels`` for Python ``python`` (major.minor)."""
     expected = Expected()
-    expected.folders |= {f"{VENV}/{p}" for p in ("bin", "include", f"include/python{python}", "lib",
-                                                 f"lib/python{python}", f"lib/python{python}/site-packages")}
-    expected.links |= {f"{VENV}/bin/python": "python3", f"{VENV}/bin/python3": "/usr/bin/python3",
-                       f"{VENV}/bin/python{python}": "python3", f"{VENV}/lib64": "lib"}
+    expected.folders |= {
+        f"{VENV}/{p}"
+        for p in (
+            "bin",
+            "include",
+            f"include/python{python}",
+            "lib",
+            f"lib/python{python}",
+            f"lib/python{python}/site-packages",
+        )
+    }
+    expected.links |= {
+        f"{VENV}/bin/python": "python3",
+        f"{VENV}/bin/python3": "/usr/bin/python3",
+        f"{VENV}/bin/python{python}": "python3",
+        f"{VENV}/lib64": "lib",
+    }
     expected.pyvenv = re.compile(PYVENV_CFG.format(python=re.escape(python)))
     for wheel in wheels:
         add_wheel(expected, wheel, python)

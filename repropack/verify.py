@@ -49,8 +49,12 @@ def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[
         got = actual.get(name)
         difference = abs(got - value) if got is not None else None
         results[name] = {
-            "expected": value, "actual": got, "abs_tol": spec["abs_tol"], "rel_tol": spec["rel_tol"],
-            "tolerance": tolerance, "difference": difference,
+            "expected": value,
+            "actual": got,
+            "abs_tol": spec["abs_tol"],
+            "rel_tol": spec["rel_tol"],
+            "tolerance": tolerance,
+            "difference": difference,
             "passed": difference is not None and difference <= tolerance * (1 + ROUNDING_SLACK) + 1e-15,
         }
     return results
@@ -77,8 +81,10 @@ def verify_target(
     loaded = load_image_manifest(engine, resolved.image)
     manifest = loaded.manifest
     # --command and --data are checked against the manifest before the integrity checks read the image.
-    check_request(manifest, RunRequest(command=options.command or default_command(manifest, ("evaluate", "train")),
-                                       data=options.data))
+    check_request(
+        manifest,
+        RunRequest(command=options.command or default_command(manifest, ("evaluate", "train")), data=options.data),
+    )
     paper_copy = None
     checks: list[Check] = []
     if resolved.paper is not None:
@@ -94,9 +100,13 @@ def verify_target(
     report: dict[str, Any] = {
         # a paper manifest is named by its file name: reports hold no host paths
         "target": Path(target).name if resolved.paper is not None else target,
-        "image": resolved.image, "reference": resolved.reference, "image_id": loaded.image_id,
-        "manifest_digest": loaded.digest, "integrity": {c.name: c.as_dict() for c in checks},
-        "metrics": {}, "reproduced": False,
+        "image": resolved.image,
+        "reference": resolved.reference,
+        "image_id": loaded.image_id,
+        "manifest_digest": loaded.digest,
+        "integrity": {c.name: c.as_dict() for c in checks},
+        "metrics": {},
+        "reproduced": False,
     }
     if not all(check.passed for check in checks):
         return report
@@ -104,13 +114,20 @@ def verify_target(
     report["command"] = command
     seeds: list[int | None] = list(options.seeds) or [None]
     runs: list[dict[str, Any]] = []
-    request = RunRequest(command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox,
-                         max_output=options.max_output)
+    request = RunRequest(
+        command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox, max_output=options.max_output
+    )
     for seed in seeds:
         with scratch_folder("repropack-verify-") as scratch:
             outcome = run_image(engine, loaded, replace(request, seed=seed), scratch, on_line)
-        runs.append({"seed": outcome.record.get("seed"), "metrics": outcome.metrics,
-                     "duration_s": outcome.record.get("duration_s"), "record": outcome.record})
+        runs.append(
+            {
+                "seed": outcome.record.get("seed"),
+                "metrics": outcome.metrics,
+                "duration_s": outcome.record.get("duration_s"),
+                "record": outcome.record,
+            }
+        )
     expected = manifest["metrics"]["expected"]
     means, spread = aggregate([run["metrics"] for run in runs], sorted(expected))
     metrics = compare_metrics(expected, means)

@@ -73,12 +73,17 @@ def _syntax_error(exc: yaml.YAMLError, source: str) -> BadInput:
 
 
 def _convert(
-    node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str,
+    node: yaml.Node,
+    path: tuple[str, ...],
+    lines: dict[tuple[str, ...], int],
+    source: str,
     active: frozenset[int] = frozenset(),
 ) -> Any:
     if id(node) in active:  # an alias inside its own anchor ('a: &x [*x]') would recurse forever
-        raise BadInput(f"{source}: line {node.start_mark.line + 1}: an alias refers to a value that contains it.",
-                       hint="Write the value out instead of using the alias.")
+        raise BadInput(
+            f"{source}: line {node.start_mark.line + 1}: an alias refers to a value that contains it.",
+            hint="Write the value out instead of using the alias.",
+        )
     active = active | {id(node)} if isinstance(node, yaml.CollectionNode) else active
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""The code's own standards, checked with the tests: ruff (lint and import order) and mypy --strict."""
+"""The code's own standards, checked with the tests: ruff (lint, import order and format) and mypy --strict."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean() -> None:
     done = _run("ruff", "check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    done = _run("ruff", "format", "--check", ".")
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -13,8 +13,20 @@ from repropack.spec import Spec
 
 AUTO_CUDA = "cuda"
 # The parts of a base image's configuration an image built on it inherits (and verify compares).
-CONFIG_FIELDS = ("Cmd", "Entrypoint", "Env", "ExposedPorts", "Healthcheck", "Labels", "OnBuild", "Shell",
-                 "StopSignal", "User", "Volumes", "WorkingDir")
+CONFIG_FIELDS = (
+    "Cmd",
+    "Entrypoint",
+    "Env",
+    "ExposedPorts",
+    "Healthcheck",
+    "Labels",
+    "OnBuild",
+    "Shell",
+    "StopSignal",
+    "User",
+    "Volumes",
+    "WorkingDir",
+)
 
 
 def inherited_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,10 @@ def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     """Run one git command in ``repo``; a missing git is an environment problem."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(repo), *args], input=stdin, capture_output=True, check=False,
+            ["git", "-C", str(repo), *args],
+            input=stdin,
+            capture_output=True,
+            check=False,
             env={**os.environ, "LC_ALL": "C"},
         )
     except FileNotFoundError:
@@ -87,9 +90,7 @@ def snapshot(folder: Path, *, allow_dirty: bool, exclude: tuple[Path, ...] = ())
             hint=f"Commit the experiment: git add {prefix or '.'} && git commit.",
         )
     files = _read_files(root, commit, prefix, listing, working_tree=bool(diff))
-    return CodeSnapshot(
-        commit=commit, folder=prefix or ".", source=_source(root), files=files, diff=diff or None
-    )
+    return CodeSnapshot(commit=commit, folder=prefix or ".", source=_source(root), files=files, diff=diff or None)
 
 
 def _locate(folder: Path) -> tuple[Path, str]:
@@ -97,8 +98,7 @@ def _locate(folder: Path) -> tuple[Path, str]:
         top = git(folder, "rev-parse", "--show-toplevel").decode().strip()
     except _GitFailed:
         raise BadInput(
-            f"The experiment folder {folder} is not inside a git repository; repropack records the code by "
-            "commit.",
+            f"The experiment folder {folder} is not inside a git repository; repropack records the code by commit.",
             hint="Run 'git init', then 'git add . && git commit', in the experiment's repository first.",
         ) from None
     root = Path(top).resolve()

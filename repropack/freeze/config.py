@@ -30,8 +30,10 @@ class FrozenConfig:
 
     def record(self) -> dict[str, Any]:
         return {
-            "file": self.name, "path": self.target,
-            "sha256": hashlib.sha256(self.data).hexdigest(), "content": self.text,
+            "file": self.name,
+            "path": self.target,
+            "sha256": hashlib.sha256(self.data).hexdigest(),
+            "content": self.text,
         }
 
 

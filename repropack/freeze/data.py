@@ -71,18 +71,25 @@ def freeze_dataset(
         hashed = hash_tree(source, cache=cache, on_progress=on_progress)
     except OSError as error:
         where = error.filename or source
-        raise BadInput(f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
-                       hint="Check that the files exist and are readable.") from None
+        raise BadInput(
+            f"Dataset '{dataset.name}': cannot read {where} ({error.strerror or error}).",
+            hint="Check that the files exist and are readable.",
+        ) from None
     except NameNotUtf8 as error:
         name = error.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise BadInput(f"Dataset '{dataset.name}': the file name {name} is not valid UTF-8, and the dataset's index, "
-                       "which the image holds, names every file in UTF-8.",
-                       hint="Rename the file (for example with convmv), then freeze again.") from None
+        raise BadInput(
+            f"Dataset '{dataset.name}': the file name {name} is not valid UTF-8, and the dataset's index, "
+            "which the image holds, names every file in UTF-8.",
+            hint="Rename the file (for example with convmv), then freeze again.",
+        ) from None
     if not hashed.index.count:
-        raise BadInput(f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
-                       hint="Point it at the data, or remove the dataset.")
-    return FrozenDataset(name=dataset.name, source=source, embed=dataset.embed, kind=kind,
-                         contents=hashed.index, stats=hashed.stats)
+        raise BadInput(
+            f"Dataset '{dataset.name}': the folder {source.name} holds no files.",
+            hint="Point it at the data, or remove the dataset.",
+        )
+    return FrozenDataset(
+        name=dataset.name, source=source, embed=dataset.embed, kind=kind, contents=hashed.index, stats=hashed.stats
+    )
 
 
 def datasets_digest(datasets: dict[str, FrozenDataset]) -> str:

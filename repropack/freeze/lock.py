@@ -25,8 +25,14 @@ REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(\s*;[^-]*)?(
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 INCLUDE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)")
 PIP_COMPILE_OPTIONS = (
-    "--generate-hashes", "--no-emit-index-url", "--no-emit-find-links", "--strip-extras",
-    "--allow-unsafe", "--no-header", "--quiet", "--resolver=backtracking",
+    "--generate-hashes",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+    "--strip-extras",
+    "--allow-unsafe",
+    "--no-header",
+    "--quiet",
+    "--resolver=backtracking",
 )
 
 
@@ -95,24 +101,37 @@ def read_lock(path: Path) -> Lock:
     packages: list[LockedPackage] = []
     for number, line in _logical_lines(text):
         if line.startswith("-"):
-            raise BadInput(f"{path.name}: line {number}: option '{line.split()[0]}' is not allowed in a lockfile "
-                           "(no index URLs, find-links or editable installs).", hint=fix)
+            raise BadInput(
+                f"{path.name}: line {number}: option '{line.split()[0]}' is not allowed in a lockfile "
+                "(no index URLs, find-links or editable installs).",
+                hint=fix,
+            )
         match = REQUIREMENT.match(line)
         if match is None:
-            raise BadInput(f"{path.name}: line {number}: '{line[:60]}' is not a requirement pinned with == and "
-                           "--hash=sha256 hashes.", hint=fix)
-        packages.append(LockedPackage(
-            name=normalize(match.group(1)), version=match.group(2),
-            hashes=tuple(HASH.findall(match.group(4))), line=line,
-        ))
+            raise BadInput(
+                f"{path.name}: line {number}: '{line[:60]}' is not a requirement pinned with == and "
+                "--hash=sha256 hashes.",
+                hint=fix,
+            )
+        packages.append(
+            LockedPackage(
+                name=normalize(match.group(1)),
+                version=match.group(2),
+                hashes=tuple(HASH.findall(match.group(4))),
+                line=line,
+            )
+        )
     seen: dict[str, str] = {}
     for package in packages:
         if package.name in seen:
-            raise BadInput(f"{path.name} pins {package.name} twice ({seen[package.name]} and {package.version}).",
-                           hint=fix)
+            raise BadInput(
+                f"{path.name} pins {package.name} twice ({seen[package.name]} and {package.version}).", hint=fix
+            )
         seen[package.name] = package.version
     return Lock(
-        path=path, sha256=hashlib.sha256(text.encode()).hexdigest(), inputs_sha256=inputs.group(1),
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        inputs_sha256=inputs.group(1),
         packages=tuple(sorted(packages, key=lambda p: p.name)),
     )
 
@@ -161,8 +180,16 @@ def compile_lock(requirements: Path, python: str, dest: Path, *, previous: Path 
         out = Path(scratch) / "requirements.lock"
         if previous is not None and previous.is_file():
             out.write_bytes(previous.read_bytes())
-        command = [sys.executable, "-m", "piptools", "compile", *PIP_COMPILE_OPTIONS,
-                   "--output-file", str(out), requirements.name]
+        command = [
+            sys.executable,
+            "-m",
+            "piptools",
+            "compile",
+            *PIP_COMPILE_OPTIONS,
+            "--output-file",
+            str(out),
+            requirements.name,
+        ]
         done = subprocess.run(command, cwd=requirements.parent, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = " ".join(done.stderr.strip().splitlines()[-3:])

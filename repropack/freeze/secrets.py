@@ -14,12 +14,39 @@ from repropack.errors import BadInput
 # Matched against every path component's name (folders) and the file name (files), case-insensitively.
 SECRET_FOLDERS = (".ssh", ".aws", ".gnupg", ".docker", ".kube", ".azure", ".config/gcloud")
 SECRET_FILES = (
-    ".env", ".env.*", "*.env", ".envrc", ".netrc", "_netrc", ".pypirc", ".npmrc", ".git-credentials",
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    "credentials", "credentials.json", "*credentials*.json", "client_secret*.json", "service-account*.json",
-    "*serviceaccount*.json", "secrets.json", "secrets.yaml", "secrets.yml", "*.secret", "kubeconfig",
-    "htpasswd", ".htpasswd",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    ".netrc",
+    "_netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "credentials",
+    "credentials.json",
+    "*credentials*.json",
+    "client_secret*.json",
+    "service-account*.json",
+    "*serviceaccount*.json",
+    "secrets.json",
+    "secrets.yaml",
+    "secrets.yml",
+    "*.secret",
+    "kubeconfig",
+    "htpasswd",
+    ".htpasswd",
 )
 
 
@@ -93,5 +120,5 @@ def refuse_secrets(where: str, paths: list[str], allowed: frozenset[str]) -> Non
         f"Refusing to put what looks like a secret into the image: {shown} ({where}). Anyone who can pull "
         "the image could read it.",
         hint="Remove it from the experiment (and rotate it if it was ever pushed), or, if it is not a secret, "
-             "let it through with --allow-secret PATH for each file.",
+        "let it through with --allow-secret PATH for each file.",
     )

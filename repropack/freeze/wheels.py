@@ -73,9 +73,20 @@ def _download(packages: list[LockedPackage], house: Path) -> dict[str, str]:
         requirements = Path(scratch) / "requirements.txt"
         requirements.write_text("".join(p.line + "\n" for p in packages))
         dest = Path(scratch) / "dl"
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-                   "--only-binary=:all:", "--disable-pip-version-check", "--dest", str(dest),
-                   "-r", str(requirements)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--dest",
+            str(dest),
+            "-r",
+            str(requirements),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = " ".join(done.stderr.strip().splitlines()[-3:])

@@ -62,8 +62,12 @@ def parse_args(argv: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     if not argv or argv[0] in ("-h", "--help", "help"):
         raise Stop(0 if argv else 2, f"{usage}\ncommands: {', '.join(commands)}")
     options: dict[str, Any] = {
-        "command": argv[0], "seed": manifest["experiment"]["seed"], "sets": [], "timeout": None,
-        "determinism": "strict", "output": manifest["layout"]["output"],
+        "command": argv[0],
+        "seed": manifest["experiment"]["seed"],
+        "sets": [],
+        "timeout": None,
+        "determinism": "strict",
+        "output": manifest["layout"]["output"],
     }
     if options["command"] not in manifest["commands"]:
         raise Stop(2, f"Unknown command '{argv[0]}'. This image has: {', '.join(commands)}.")
@@ -121,11 +125,17 @@ def read_index(name: str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         with open(record["index"], "rb") as handle:
             data = handle.read()
     except OSError:
-        raise Stop(1, f"The image's index of dataset '{name}' ({record['index']}) is missing: the image was "
-                      "modified; do not trust its results.") from None
+        raise Stop(
+            1,
+            f"The image's index of dataset '{name}' ({record['index']}) is missing: the image was "
+            "modified; do not trust its results.",
+        ) from None
     if hashlib.sha256(data).hexdigest() != record["sha256"]:
-        raise Stop(1, f"The image's index of dataset '{name}' ({record['index']}) does not match its manifest: "
-                      "the image was modified; do not trust its results.")
+        raise Stop(
+            1,
+            f"The image's index of dataset '{name}' ({record['index']}) does not match its manifest: "
+            "the image was modified; do not trust its results.",
+        )
     files: dict[str, dict[str, Any]] = {}
     for line in data.decode().split("\n")[:-1]:  # as repropack.hashing.index_lines: a path keeps its spaces
         digest, size, path = line.split("  ", 2)
@@ -144,8 +154,9 @@ def check_dataset(name: str, record: dict[str, Any]) -> str | None:
         present &= set(expected)
     missing = sorted(set(expected) - present)
     extra = sorted(present - set(expected))
-    changed = sorted(rel for rel in set(expected) & present
-                     if sha256_file(os.path.join(mount, rel)) != expected[rel]["sha256"])
+    changed = sorted(
+        rel for rel in set(expected) & present if sha256_file(os.path.join(mount, rel)) != expected[rel]["sha256"]
+    )
     if not (missing or extra or changed):
         return None
     parts = []
@@ -164,13 +175,20 @@ def check_datasets(manifest: dict[str, Any]) -> None:
         if problem:
             (embedded if record["embed"] else mounted).append((name, problem, record["mount"]))
     if embedded:
-        raise Stop(1, "The image's embedded data does not match its manifest: "
-                   + "; ".join(p for _, p, _ in embedded) + ". The image was modified; do not trust its results.")
+        raise Stop(
+            1,
+            "The image's embedded data does not match its manifest: "
+            + "; ".join(p for _, p, _ in embedded)
+            + ". The image was modified; do not trust its results.",
+        )
     if mounted:
         how = " ".join(f"-v HOST_PATH:{mount}:ro" for _, _, mount in mounted)
-        raise Stop(2, "Refusing to run: the mounted data is not the data this experiment was frozen with: "
-                   + "; ".join(p for _, p, _ in mounted)
-                   + f". Mount the right data ({how}, or 'repropack run --data NAME=PATH').")
+        raise Stop(
+            2,
+            "Refusing to run: the mounted data is not the data this experiment was frozen with: "
+            + "; ".join(p for _, p, _ in mounted)
+            + f". Mount the right data ({how}, or 'repropack run --data NAME=PATH').",
+        )
 
 
 # -- GPU and host ------------------------------------------------------------------------------------------
@@ -179,8 +197,13 @@ def gpu_info() -> dict[str, Any]:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=20, check=False).stdout
+            out = subprocess.run(
+                [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            ).stdout
             rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
             info["devices"] = [row[0] for row in rows]
             info["driver"] = rows[0][1] if rows and len(rows[0]) > 1 else None
@@ -210,8 +233,13 @@ def host_info() -> dict[str, Any]:
             memory = int(first[1]) * 1024 if len(first) >= 2 else None
     except (OSError, ValueError):
         pass
-    return {"cpu": model or platform.processor() or None, "cpus": os.cpu_count(), "memory_bytes": memory,
-            "machine": platform.machine(), "kernel": platform.release()}
+    return {
+        "cpu": model or platform.processor() or None,
+        "cpus": os.cpu_count(),
+        "memory_bytes": memory,
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+    }
 
 
 # -- config overrides --------------------------------------------------------------------------------------
@@ -260,12 +288,14 @@ def command_argv(manifest: dict[str, Any], name: str, config: str | None, seed: 
     return [token.format(**values) for token in shlex.split(manifest["commands"][name])]
 
 
-def command_environment(manifest: dict[str, Any], options: dict[str, Any], config: str | None,
-                        device: str, state: str) -> dict[str, str]:
+def command_environment(
+    manifest: dict[str, Any], options: dict[str, Any], config: str | None, device: str, state: str
+) -> dict[str, str]:
     """The command's environment, built here: what it inherits loses every variable that could make it
     load other code (``DROPPED_PREFIXES``, ``DROPPED``), then gets repropack's own settings."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(DROPPED_PREFIXES) and key not in DROPPED}
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(DROPPED_PREFIXES) and key not in DROPPED
+    }
     seed = str(options["seed"])
     settings = {
         "PATH": COMMAND_PATH,
@@ -331,19 +361,36 @@ def _demote(user: tuple[int, int] | None) -> Any:
     return demote
 
 
-def run_command(argv: list[str], env: dict[str, str], cwd: str, timeout: float | None,
-                patterns: dict[str, str], user: tuple[int, int] | None = None) -> dict[str, Any]:
+def run_command(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    timeout: float | None,
+    patterns: dict[str, str],
+    user: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Run the command, echo its output, keep the last lines and the last match of each metric pattern."""
     compiled = {name: re.compile(p) for name, p in patterns.items()}
     found: dict[str, str] = {}
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     kills_before = oom_kills()
     try:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True, preexec_fn=_demote(user))
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_demote(user),
+        )
     except OSError as exc:
-        return {"exit_code": 127, "status": "failed", "tail": [f"cannot start {argv[0]}: {exc.strerror}"],
-                "stdout_metrics": {}}
+        return {
+            "exit_code": 127,
+            "status": "failed",
+            "tail": [f"cannot start {argv[0]}: {exc.strerror}"],
+            "stdout_metrics": {},
+        }
     timed_out = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -353,9 +400,11 @@ def run_command(argv: list[str], env: dict[str, str], cwd: str, timeout: float |
         signal.signal(sig, on_signal)
     timer = None
     if timeout:
+
         def expire() -> None:
             timed_out.set()
             os.killpg(process.pid, signal.SIGKILL)
+
         timer = threading.Timer(timeout, expire)
         timer.start()
     assert process.stdout is not None
@@ -396,8 +445,11 @@ def collect_metrics(
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     metrics[key] = float(value)
         except UnsafeFile as exc:  # the command's doing, as a crash would be
-            raise Stop(4, f"The metrics file {path} {exc}; repropack reads only regular files the command "
-                          "wrote, so this run's results are not trustworthy. Write metrics as a plain file.") from None
+            raise Stop(
+                4,
+                f"The metrics file {path} {exc}; repropack reads only regular files the command "
+                "wrote, so this run's results are not trustworthy. Write metrics as a plain file.",
+            ) from None
         except (OSError, ValueError, RecursionError) as exc:
             problems.append(f"metrics file {spec['file']} could not be read ({exc})")
     for name, text in from_stdout.items():
@@ -428,8 +480,13 @@ def read_regular_file(path: str, cap: int) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kinds = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a device",
-                     stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+            kinds = {
+                stat.S_IFIFO: "a FIFO (named pipe)",
+                stat.S_IFDIR: "a folder",
+                stat.S_IFCHR: "a device",
+                stat.S_IFBLK: "a device",
+                stat.S_IFSOCK: "a socket",
+            }
             raise UnsafeFile(f"is {kinds.get(stat.S_IFMT(mode), 'not a regular file')}")
         data = b""
         while len(data) <= cap:
@@ -508,8 +565,11 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
     gpu = gpu_info()
     mode = manifest["experiment"]["gpu"]
     if mode == "required" and not gpu["visible"]:
-        raise Stop(3, "This experiment requires a GPU and none is visible in the container. "
-                      "Run it with 'docker run --gpus all' on a host with the NVIDIA Container Toolkit.")
+        raise Stop(
+            3,
+            "This experiment requires a GPU and none is visible in the container. "
+            "Run it with 'docker run --gpus all' on a host with the NVIDIA Container Toolkit.",
+        )
     device = "cuda" if gpu["visible"] and mode != "none" else "cpu"
     check_datasets(manifest)
     try:
@@ -517,8 +577,11 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
         probe = tempfile.NamedTemporaryFile(dir=output)
         probe.close()
     except OSError as exc:
-        raise Stop(3, f"The output folder {output} is not writable ({exc.strerror}). Mount a folder you own, "
-                      "for example -v \"$PWD/out:/output\".") from None
+        raise Stop(
+            3,
+            f"The output folder {output} is not writable ({exc.strerror}). Mount a folder you own, "
+            'for example -v "$PWD/out:/output".',
+        ) from None
     config, overrides = apply_overrides(manifest, options["sets"], output)
     argv_run = command_argv(manifest, options["command"], config, options["seed"], output)
     state = tempfile.mkdtemp(prefix="repro-state-")
@@ -528,34 +591,52 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
     env = command_environment(manifest, options, config, device, state)
     print(f"repropack: running '{options['command']}' on {device} with seed {options['seed']}", flush=True)
     started, clock = now(), time.monotonic()
-    result = run_command(argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"],
-                         user)
+    result = run_command(
+        argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"], user
+    )
     duration = round(time.monotonic() - clock, 3)
-    metrics, problems = collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 \
-        else ({}, [])
+    metrics, problems = (
+        collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 else ({}, [])
+    )
     torch_state = read_state(os.path.join(state, "torch.json"))
     shutil.rmtree(state, ignore_errors=True)
     record = {
         "schema": "repropack.run/v1",
-        "command": options["command"], "argv": argv_run, "exit_code": result["exit_code"], "status": result["status"],
-        "started": started, "finished": now(), "duration_s": duration,
-        "seed": options["seed"], "overrides": overrides, "timeout_s": options["timeout"],
+        "command": options["command"],
+        "argv": argv_run,
+        "exit_code": result["exit_code"],
+        "status": result["status"],
+        "started": started,
+        "finished": now(),
+        "duration_s": duration,
+        "seed": options["seed"],
+        "overrides": overrides,
+        "timeout_s": options["timeout"],
         "user": {"uid": user[0] if user else os.geteuid(), "gid": user[1] if user else os.getegid()},
         "settings": {k: env[k] for k in SETTINGS},
-        "device": device, "gpu": gpu, "host": host_info(),
-        "python": platform.python_version(), "torch": torch_state,
+        "device": device,
+        "gpu": gpu,
+        "host": host_info(),
+        "python": platform.python_version(),
+        "torch": torch_state,
         "packages": python_packages(),
-        "manifest_sha256": manifest.get("sha256"), "experiment": manifest["experiment"]["name"],
+        "manifest_sha256": manifest.get("sha256"),
+        "experiment": manifest["experiment"]["name"],
         "code_commit": manifest["code"]["commit"],
-        "metrics": metrics, "metric_problems": problems, "output_tail": result["tail"],
+        "metrics": metrics,
+        "metric_problems": problems,
+        "output_tail": result["tail"],
     }
     write_json(os.path.join(output, "metrics.json"), metrics) if result["exit_code"] == 0 else None
     write_json(os.path.join(output, "run.json"), record)
     give_to_output_owner(output)
     if result["exit_code"] != 0:
         last = " | ".join(line for line in result["tail"][-5:] if line.strip())
-        raise Stop(4, f"The command '{options['command']}' {result['status'].replace('_', ' ')} "
-                      f"(exit status {result['exit_code']}). Last output: {last or '(none)'}")
+        raise Stop(
+            4,
+            f"The command '{options['command']}' {result['status'].replace('_', ' ')} "
+            f"(exit status {result['exit_code']}). Last output: {last or '(none)'}",
+        )
     for problem in problems:
         print(f"repropack: warning: {problem}", file=sys.stderr)
     print("repropack: metrics " + json.dumps(metrics, sort_keys=True), flush=True)

@@ -74,8 +74,13 @@ def run(command: str, output: Path, *args: str, manifest_file: Path = MANIFEST) 
     try:
         if manifest_file != MANIFEST:
             MANIFEST.write_bytes(manifest_file.read_bytes())
-        done = subprocess.run([sys.executable, str(ENTRYPOINT), command, "--output", str(output), *args],
-                              capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(
+            [sys.executable, str(ENTRYPOINT), command, "--output", str(output), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     finally:
         MANIFEST.write_bytes(original)
     record_file = output / "run.json"

@@ -49,7 +49,11 @@ class CliResult:
 def repropack(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 900) -> CliResult:
     """Run the real CLI in a subprocess, as a user would."""
     done = subprocess.run(
-        [sys.executable, "-m", "repropack", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "repropack", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
@@ -58,7 +62,9 @@ def repropack(*args: str, cwd: Path | None = None, env: dict[str, str] | None = 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=repropack-tests", "-c", "user.email=tests@example.invalid", *args],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
@@ -89,17 +95,18 @@ def running_registry(folder: Path, *, read_only: bool = False) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     maintenance = "maintenance: {readonly: {enabled: true}}" if read_only else "delete: {enabled: true}"
-    (folder / "config.yml").write_text(textwrap.dedent(f"""\
+    (folder / "config.yml").write_text(
+        textwrap.dedent(f"""\
         version: 0.1
         log: {{level: warn}}
         storage:
           filesystem: {{rootdirectory: {folder / "data"}}}
           {maintenance}
         http: {{addr: "127.0.0.1:{port}"}}
-        """))
+        """)
+    )
     with open(folder / "log", "w") as log:
-        process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
-                                   stderr=log)
+        process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL, stderr=log)
     address = f"127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -219,7 +226,8 @@ def new_experiment(
     (folder / "data" / "points.csv").write_text("x,y\n1,2\n2,3\n3,4\n4,3\n")
     (root / "README.md").write_text("outside the experiment folder\n")
     spec = folder / "experiment.yaml"
-    spec.write_text(textwrap.dedent(f"""\
+    spec.write_text(
+        textwrap.dedent(f"""\
         version: 1
         name: {name}
         python: "3.11"
@@ -238,7 +246,9 @@ def new_experiment(
           file: metrics.json
           expected:
             {expected}
-        """) + extra_yaml)
+        """)
+        + extra_yaml
+    )
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     experiment = Experiment(root, folder, spec)
     result = repropack("lock", str(spec), env=env)
@@ -333,8 +343,10 @@ def assert_readers_agree(image: str) -> None:
     found = {}
     for reader in (integrity.read_upper, integrity.read_upper_from_layers):
         checks = integrity.layer_checks(engine, image_id, manifest, read=reader)
-        found[reader] = {c.name: (c.passed, {line.partition(": ")[0] for line in c.problems
-                                             if not line.startswith("... and")}) for c in checks}
+        found[reader] = {
+            c.name: (c.passed, {line.partition(": ")[0] for line in c.problems if not line.startswith("... and")})
+            for c in checks
+        }
     merged, layered = found[integrity.read_upper], found[integrity.read_upper_from_layers]
     assert {name: passed for name, (passed, _) in merged.items()} == {n: p for n, (p, _) in layered.items()}
     for name, (_, paths) in merged.items():

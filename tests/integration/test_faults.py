@@ -42,8 +42,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 chunked |= name.lower() == "transfer-encoding" and "chunked" in value
             path = request.split(" ")[1]
             if "/build" in path:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Transfer-Encoding: chunked\r\n\r\n")
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
                 step = b'{"stream":"Step 1/20 : FROM base\\n"}\r\n'
                 self.wfile.write(f"{len(step):x}\r\n".encode() + step + b"\r\n")
                 self.wfile.flush()
@@ -52,14 +53,18 @@ class _Handler(socketserver.StreamRequestHandler):
             if length:
                 self.rfile.read(length)
             if "/images/" in path and path.endswith("/json"):
-                body = json.dumps({"Id": "sha256:" + "a" * 64, "RootFS": {"Layers": ["sha256:" + "b" * 64]},
-                                   "Config": {}}).encode()
+                body = json.dumps(
+                    {"Id": "sha256:" + "a" * 64, "RootFS": {"Layers": ["sha256:" + "b" * 64]}, "Config": {}}
+                ).encode()
             elif path.endswith("/version"):
                 body = json.dumps({"ApiVersion": "1.41", "Version": "20.10.24"}).encode()
             else:
                 body = b"OK"
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             self.wfile.flush()
 
 
@@ -82,13 +87,16 @@ def test_engine_unreachable_is_exit_3_with_how_to_start_it(make_experiment: Call
 
 
 def test_engine_stopping_mid_build_is_exit_3_and_tags_nothing(
-    make_experiment: Callable[..., Experiment], dying_engine: str, base_image: str,
+    make_experiment: Callable[..., Experiment],
+    dying_engine: str,
+    base_image: str,
     docker_client: docker.DockerClient,
 ) -> None:
     experiment = make_experiment(name="dying")
     lock_before = (experiment.folder / "requirements.lock").read_bytes()
-    result = repropack("build", str(experiment.spec), "--tag", experiment.tag("dying"),
-                       env={"DOCKER_HOST": dying_engine})
+    result = repropack(
+        "build", str(experiment.spec), "--tag", experiment.tag("dying"), env={"DOCKER_HOST": dying_engine}
+    )
     assert result.code == 3, result.stderr
     assert "connection to the Docker engine" in result.stderr and "Start the Docker engine" in result.stderr
     assert "Traceback" not in result.stderr
@@ -101,8 +109,7 @@ def test_engine_stopping_mid_build_is_exit_3_and_tags_nothing(
 def test_a_full_disk_while_staging_the_context_is_a_clear_error(
     make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
 ) -> None:
-    experiment = make_experiment(name="diskfull", files={"data/big.bin": os.urandom(3 << 20)},
-                                 extra_yaml="")
+    experiment = make_experiment(name="diskfull", files={"data/big.bin": os.urandom(3 << 20)}, extra_yaml="")
     small = tmp_path / "small-disk"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
@@ -121,16 +128,22 @@ def test_a_full_disk_while_staging_the_context_is_a_clear_error(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("delay", [0.8, 2.5])
 def test_a_killed_build_leaves_nothing_half_written(
-    make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient,
-    sig: signal.Signals, delay: float,
+    make_experiment: Callable[..., Experiment],
+    base_image: str,
+    docker_client: docker.DockerClient,
+    sig: signal.Signals,
+    delay: float,
 ) -> None:
     experiment = make_experiment(name=f"killed-{sig.name.lower()}")
     (experiment.folder / "requirements.lock").unlink()  # the build resolves it: kill it during that, or later
     experiment.commit("no lock")
     before = sorted(p.name for p in experiment.folder.iterdir())
     tag = experiment.tag(f"killed-{sig.name.lower()}-{int(delay * 10)}")  # one tag per case: none left by another
-    process = subprocess.Popen([sys.executable, "-m", "repropack", "build", str(experiment.spec), "--tag", tag],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "repropack", "build", str(experiment.spec), "--tag", tag],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(delay)
     process.send_signal(sig)
     process.communicate(timeout=120)

@@ -123,8 +123,12 @@ def run_cli(*args: str, tmpdir: Path, timeout: int = 180) -> CliResult:
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
     done = subprocess.run(
-        [sys.executable, "-m", "repropack", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "TMPDIR": str(tmpdir)}, preexec_fn=limit,
+        [sys.executable, "-m", "repropack", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        preexec_fn=limit,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
 
@@ -134,8 +138,9 @@ def hostile(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     root = tmp_path_factory.mktemp("hostile")
     host_file = root / "host-secret.json"
     host_file.write_text(json.dumps({"mean": 6.0, "leak": MARKER}))
-    experiment = new_experiment(root / "repo", name="hostile", train_py=HOSTILE_TRAIN,
-                                config={"host_file": str(host_file)})
+    experiment = new_experiment(
+        root / "repo", name="hostile", train_py=HOSTILE_TRAIN, config={"host_file": str(host_file)}
+    )
     tag = str(experiment.build("hostile")["tag"])
     yield Hostile(tag, host_file)
 
@@ -165,6 +170,7 @@ def run(hostile: Hostile, seed: int, tmpdir: Path, out: Path, *extra: str) -> Cl
 
 # -- records are read as regular files only --------------------------------------------------------------
 
+
 def test_a_metrics_link_to_a_host_file_is_refused(hostile: Hostile, tmpdir_for_cli: Path, tmp_path: Path) -> None:
     for result in (verify(hostile, LINK_LATE, tmpdir_for_cli), run(hostile, LINK_LATE, tmpdir_for_cli, tmp_path / "o")):
         assert result.code == 4, result.stdout + result.stderr
@@ -175,8 +181,10 @@ def test_a_metrics_link_to_a_host_file_is_refused(hostile: Hostile, tmpdir_for_c
 def test_a_fifo_left_as_metrics_does_not_hang_the_runtime(
     hostile: Hostile, tmpdir_for_cli: Path, tmp_path: Path
 ) -> None:
-    for result in (verify(hostile, FIFO_AT_EXIT, tmpdir_for_cli),
-                   run(hostile, FIFO_AT_EXIT, tmpdir_for_cli, tmp_path / "o")):
+    for result in (
+        verify(hostile, FIFO_AT_EXIT, tmpdir_for_cli),
+        run(hostile, FIFO_AT_EXIT, tmpdir_for_cli, tmp_path / "o"),
+    ):
         assert result.code == 4, result.stdout + result.stderr
         assert "The metrics file /output/metrics.json is a FIFO" in result.stderr
         assert_clean(result, tmpdir_for_cli)
@@ -198,12 +206,13 @@ def test_a_metrics_link_to_dev_zero_is_refused(hostile: Hostile, tmpdir_for_cli:
 
 # -- /output is bounded ----------------------------------------------------------------------------------
 
-def test_many_small_files_past_max_output_stop_the_run(
-    hostile: Hostile, tmpdir_for_cli: Path, tmp_path: Path
-) -> None:
+
+def test_many_small_files_past_max_output_stop_the_run(hostile: Hostile, tmpdir_for_cli: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    for kind, call in (("verify", lambda: verify(hostile, MANY_FILES, tmpdir_for_cli, "--max-output", "50M")),
-                       ("run", lambda: run(hostile, MANY_FILES, tmpdir_for_cli, out, "--max-output", "50M"))):
+    for kind, call in (
+        ("verify", lambda: verify(hostile, MANY_FILES, tmpdir_for_cli, "--max-output", "50M")),
+        ("run", lambda: run(hostile, MANY_FILES, tmpdir_for_cli, out, "--max-output", "50M")),
+    ):
         started = time.monotonic()
         result = call()
         assert result.code == 4, result.stdout + result.stderr
@@ -228,6 +237,7 @@ def test_verify_of_a_normal_run_with_a_bounded_output_passes(hostile: Hostile, t
 
 
 # -- verify's temporary folder is always removed ---------------------------------------------------------
+
 
 def test_verify_removes_its_folder_whatever_the_run_left(hostile: Hostile, tmpdir_for_cli: Path) -> None:
     before = hostile.host_file.read_text(), hostile.host_file.stat().st_mode

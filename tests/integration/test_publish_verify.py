@@ -32,8 +32,11 @@ def forget(client: docker.DockerClient, image: str) -> None:
 
 
 def test_publish_forget_then_verify_by_reference_and_from_the_paper_manifest(
-    make_experiment: Callable[..., Experiment], registry: str, base_image: str,
-    docker_client: docker.DockerClient, tmp_path: Path,
+    make_experiment: Callable[..., Experiment],
+    registry: str,
+    base_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
 ) -> None:
     experiment = make_experiment(name="published")
     tag, reference = build_and_publish(experiment, registry)
@@ -127,8 +130,11 @@ def test_verify_is_sandboxed_by_default(make_experiment: Callable[..., Experimen
     ids=["code-file", "data-file", "extra-code-file", "extra-package", "entrypoint"],
 )
 def test_tampered_images_fail_verification_and_name_the_change(
-    make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient,
-    change: str, named: str,
+    make_experiment: Callable[..., Experiment],
+    base_image: str,
+    docker_client: docker.DockerClient,
+    change: str,
+    named: str,
 ) -> None:
     experiment = make_experiment(name="tamper")
     tag = str(experiment.build("tamper")["tag"])
@@ -173,7 +179,7 @@ def test_a_manifest_edited_in_place_fails_verification(
 ) -> None:
     experiment = make_experiment(name="edited")
     tag = str(experiment.build("edited")["tag"])
-    edit = "RUN sed -i 's/\"value\": 6.0/\"value\": 7.0/' /repro/manifest.json"
+    edit = 'RUN sed -i \'s/"value": 6.0/"value": 7.0/\' /repro/manifest.json'
     tampered = derive(docker_client, tag, edit)
     try:
         result = repropack("verify", tampered)

@@ -32,7 +32,8 @@ def test_digits_mlp_builds_trains_evaluates_and_verifies(
     # What repropack adds is exactly the lock: no pip, no wheel files, no pip cache (the base's own
     # /usr/share/python-wheels, which python3-venv needs, is the base's business).
     listing = docker_client.containers.run(
-        tag, entrypoint=["/bin/sh", "-c"],
+        tag,
+        entrypoint=["/bin/sh", "-c"],
         command=["ls /repro/venv/bin; find /repro /tmp /root \\( -name '*.whl' -o -path '*/.cache/pip' \\) -print"],
         remove=True,
     ).decode()
@@ -68,13 +69,17 @@ SITE = "/repro/venv/lib/python3.11/site-packages"
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (f"RUN sed -i 's/^Version: .*/Version: 2.13.1/' {SITE}/torch-2.13.0+cpu.dist-info/METADATA",
-         f"{SITE}/torch-2.13.0+cpu.dist-info/METADATA: sha256 differs"),
+        (
+            f"RUN sed -i 's/^Version: .*/Version: 2.13.1/' {SITE}/torch-2.13.0+cpu.dist-info/METADATA",
+            f"{SITE}/torch-2.13.0+cpu.dist-info/METADATA: sha256 differs",
+        ),
         # a link over a locked package's folder to an extra distribution's dist-info hides nothing
-        (f"RUN cd {SITE} && mkdir evil-1.0.dist-info && "
-         "printf 'Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n' > evil-1.0.dist-info/METADATA && "
-         "mv jinja2 jinja2.moved && ln -s evil-1.0.dist-info jinja2",
-         f"{SITE}/jinja2: a link (to evil-1.0.dist-info) nothing explains"),
+        (
+            f"RUN cd {SITE} && mkdir evil-1.0.dist-info && "
+            "printf 'Metadata-Version: 2.1\\nName: evil\\nVersion: 1.0\\n' > evil-1.0.dist-info/METADATA && "
+            "mv jinja2 jinja2.moved && ln -s evil-1.0.dist-info jinja2",
+            f"{SITE}/jinja2: a link (to evil-1.0.dist-info) nothing explains",
+        ),
     ],
     ids=["version", "link-over-an-extra-package"],
 )

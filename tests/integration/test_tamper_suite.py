@@ -32,7 +32,7 @@ def make_wheel(folder: Path) -> None:
         "tinypkg-1.0.data/scripts/tiny-tool": b"#!python\nprint('tool')\n",
         "tinypkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
         "tinypkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
-                                       b"Tag: py3-none-any\n",
+        b"Tag: py3-none-any\n",
         "tinypkg-1.0.dist-info/entry_points.txt": b"[console_scripts]\ntiny = tinypkg:main\n",
     }
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
@@ -77,29 +77,47 @@ CASES = [
     ("manifest edited", "RUN sed -i 's/6.0/7.0/' /repro/manifest.json", "content differs from its sha256"),
     # what Python runs at start-up, package files
     ("a .pth file", f"RUN echo 'import os' > {SITE}/evil.pth", f"{SITE}/evil.pth: not from a locked wheel"),
-    ("sitecustomize in site-packages", f"RUN echo 'import os' > {SITE}/sitecustomize.py",
-     f"{SITE}/sitecustomize.py: not from a locked wheel"),
-    ("sitecustomize in the stdlib", "RUN echo 'import os' > /usr/lib/python3.11/sitecustomize.py",
-     "sitecustomize.py: added outside /repro"),  # Debian's is a link to /etc/python3.11/sitecustomize.py
+    (
+        "sitecustomize in site-packages",
+        f"RUN echo 'import os' > {SITE}/sitecustomize.py",
+        f"{SITE}/sitecustomize.py: not from a locked wheel",
+    ),
+    (
+        "sitecustomize in the stdlib",
+        "RUN echo 'import os' > /usr/lib/python3.11/sitecustomize.py",
+        "sitecustomize.py: added outside /repro",
+    ),  # Debian's is a link to /etc/python3.11/sitecustomize.py
     ("package file edited", f"RUN echo 'import os' >> {TINY}", f"{TINY}: sha256 differs"),
     ("package file edited, RECORD rewritten", REWRITE_RECORD, f"{TINY}: sha256 differs"),
     ("package file deleted", f"RUN rm {TINY}", f"{TINY}: missing"),  # not a base file: expected, not there
     ("console script edited", "RUN echo '# x' >> /repro/venv/bin/tiny", "/repro/venv/bin/tiny: sha256 differs"),
     (".data script edited", "RUN echo '# x' >> /repro/venv/bin/tiny-tool", "/repro/venv/bin/tiny-tool: sha256 differs"),
-    ("an unchecked .pyc", f"RUN /repro/venv/bin/python -I -m compileall -q {SITE}/tinypkg",
-     f"{SITE}/tinypkg/__pycache__"),
+    (
+        "an unchecked .pyc",
+        f"RUN /repro/venv/bin/python -I -m compileall -q {SITE}/tinypkg",
+        f"{SITE}/tinypkg/__pycache__",
+    ),
     # outside /repro, venv links
     ("stdlib edited", "RUN echo '#' >> /usr/lib/python3.11/os.py", "/usr/lib/python3.11/os.py: added outside /repro"),
-    ("python3 swapped for a wrapper",
-     "RUN mv /usr/bin/python3.11 /usr/bin/python3.11.real && printf '#!/bin/sh\\nexec /usr/bin/python3.11.real "
-     "\"$@\"\\n' > /usr/bin/python3.11 && chmod +x /usr/bin/python3.11", "/usr/bin/python3.11: added outside /repro"),
+    (
+        "python3 swapped for a wrapper",
+        "RUN mv /usr/bin/python3.11 /usr/bin/python3.11.real && printf '#!/bin/sh\\nexec /usr/bin/python3.11.real "
+        '"$@"\\n\' > /usr/bin/python3.11 && chmod +x /usr/bin/python3.11',
+        "/usr/bin/python3.11: added outside /repro",
+    ),
     ("/etc/ld.so.preload", "RUN touch /etc/ld.so.preload", "/etc/ld.so.preload: added outside /repro"),
     ("a base file deleted", "RUN rm /etc/os-release", "/etc/os-release: deleted"),
     ("a base folder emptied", "RUN rm -rf /usr/share/doc && mkdir /usr/share/doc", "deleted"),
-    ("venv link retargeted", "RUN ln -sf /usr/bin/python3.11 /repro/venv/bin/python3",
-     "/repro/venv/bin/python3: a link (to /usr/bin/python3.11) nothing explains"),
-    ("pyvenv.cfg edited", "RUN sed -i 's/= false/= true/' /repro/venv/pyvenv.cfg",
-     "/repro/venv/pyvenv.cfg: not what the venv writes"),
+    (
+        "venv link retargeted",
+        "RUN ln -sf /usr/bin/python3.11 /repro/venv/bin/python3",
+        "/repro/venv/bin/python3: a link (to /usr/bin/python3.11) nothing explains",
+    ),
+    (
+        "pyvenv.cfg edited",
+        "RUN sed -i 's/= false/= true/' /repro/venv/pyvenv.cfg",
+        "/repro/venv/pyvenv.cfg: not what the venv writes",
+    ),
     # the image configuration
     ("Env PYTHONPATH", "ENV PYTHONPATH=/tmp", "Env PYTHONPATH='/tmp': repropack sets no such value"),
     ("Env LD_PRELOAD", "ENV LD_PRELOAD=/tmp/x.so", "Env LD_PRELOAD='/tmp/x.so'"),

@@ -104,14 +104,16 @@ def test_one_line_code_edit_rebuilds_only_code_and_later_layers(
     make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient
 ) -> None:
     experiment = make_experiment(name="cache")
-    first = build_image(experiment.spec, allow_dirty=False, tag=experiment.tag("cache"), on_line=lambda _: None,
-                        on_note=lambda _: None)
+    first = build_image(
+        experiment.spec, allow_dirty=False, tag=experiment.tag("cache"), on_line=lambda _: None, on_note=lambda _: None
+    )
     train = experiment.folder / "train.py"
     train.write_text(train.read_text() + "# a one-line edit\n")
     experiment.commit("one-line edit")
     lines: list[str] = []
-    second = build_image(experiment.spec, allow_dirty=False, tag=experiment.tag("cache"), on_line=lines.append,
-                         on_note=lambda _: None)
+    second = build_image(
+        experiment.spec, allow_dirty=False, tag=experiment.tag("cache"), on_line=lines.append, on_note=lambda _: None
+    )
     assert second.image_id != first.image_id
     steps = cached_steps("\n".join(lines))
     order = list(steps)

@@ -84,8 +84,12 @@ def freeze_experiment(tmp_path: Path) -> Callable[..., Any]:
     from repropack.freeze import freeze
 
     def run(experiment: Experiment, *, allow_dirty: bool = False) -> Any:
-        return freeze(experiment.load(), allow_dirty=allow_dirty, engine=None,
-                      lock_missing_to=tmp_path / "scratch" / "requirements.lock")
+        return freeze(
+            experiment.load(),
+            allow_dirty=allow_dirty,
+            engine=None,
+            lock_missing_to=tmp_path / "scratch" / "requirements.lock",
+        )
 
     return run
 

@@ -35,8 +35,13 @@ def make_manifest(digest: str = "a" * 64) -> dict[str, Any]:
         "config": None,
         "datasets": {},
         "dependencies": {"packages": {}, "hashes": {}},
-        "base": {"layers": ["sha256:base"], "setup": [], "reference": "debian", "python": "3.11",
-                 "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["bash"]}},
+        "base": {
+            "layers": ["sha256:base"],
+            "setup": [],
+            "reference": "debian",
+            "python": "3.11",
+            "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["bash"]},
+        },
     }
 
 
@@ -56,8 +61,10 @@ def layer_tar(files: dict[str, bytes | str]) -> bytes:
 
 
 VENV_FILES: dict[str, bytes | str] = {
-    "/repro/venv/bin/python": "python3", "/repro/venv/bin/python3": "/usr/bin/python3",
-    "/repro/venv/bin/python3.11": "python3", "/repro/venv/lib64": "lib",
+    "/repro/venv/bin/python": "python3",
+    "/repro/venv/bin/python3": "/usr/bin/python3",
+    "/repro/venv/bin/python3.11": "python3",
+    "/repro/venv/lib64": "lib",
     "/repro/venv/pyvenv.cfg": b"home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
     b"executable = /usr/bin/python3.11\ncommand = /usr/bin/python3 -m venv --without-pip /repro/venv\n",
 }

@@ -132,8 +132,12 @@ def prepare(make_experiment: MakeExperiment, world: Path) -> Callable[[Case], Ex
             experiment.write("experiment.yaml", case.spec)
         for name, content in case.files.items():
             experiment.write(name, content)
-        if (case.spec is not None or case.files) and case.commit and case.make.get("git_repo", True) and \
-                case.make.get("commit", True):
+        if (
+            (case.spec is not None or case.files)
+            and case.commit
+            and case.make.get("git_repo", True)
+            and case.make.get("commit", True)
+        ):
             experiment.commit("the case's change")
         if case.setup:
             SETUPS[case.setup](experiment)
@@ -143,8 +147,9 @@ def prepare(make_experiment: MakeExperiment, world: Path) -> Callable[[Case], Ex
 
 
 @pytest.fixture
-def fake_engine(freeze_experiment: Callable[..., Any], make_experiment: MakeExperiment,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fake_engine(
+    freeze_experiment: Callable[..., Any], make_experiment: MakeExperiment, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Engine.connect answers a fake that serves the factory experiment's image."""
     frozen = freeze_experiment(make_experiment(where="image-source"))
     engine = FakeEngine(frozen.manifest_bytes, frozen.digest)
@@ -173,8 +178,9 @@ def assert_bad_input(result: Result, case: Case) -> None:
     assert result.out == "", result.out
 
 
-def check_case(case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli,
-               world: Path) -> None:
+def check_case(
+    case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli, world: Path
+) -> None:
     experiment = prepare(case)
     out = world / "out"
     before = snapshot(world)
@@ -201,25 +207,26 @@ FREEZE_RUNS = [pytest.param(case, FREEZE, id=f"freeze:{case.id}") for case in FR
 
 
 @pytest.mark.parametrize(("case", "argv"), SPEC_RUNS)
-def test_bad_spec(case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli,
-                  world: Path) -> None:
+def test_bad_spec(
+    case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli, world: Path
+) -> None:
     check_case(case, argv, prepare, run_cli, world)
 
 
 @pytest.mark.parametrize(("case", "argv"), FREEZE_RUNS)
-def test_bad_experiment(case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli,
-                        world: Path) -> None:
+def test_bad_experiment(
+    case: Case, argv: tuple[str, ...], prepare: Callable[[Case], Experiment], run_cli: RunCli, world: Path
+) -> None:
     check_case(case, argv, prepare, run_cli, world)
 
 
 @pytest.mark.parametrize("case", ARGUMENT_CASES, ids=lambda case: case.id)
-def test_bad_argument(case: Case, request: pytest.FixtureRequest, prepare: Callable[[Case], Experiment],
-                      run_cli: RunCli, world: Path) -> None:
+def test_bad_argument(
+    case: Case, request: pytest.FixtureRequest, prepare: Callable[[Case], Experiment], run_cli: RunCli, world: Path
+) -> None:
     if case.fake_engine:
         request.getfixturevalue("fake_engine")
     check_case(case, case.argv, prepare, run_cli, world)
-
-
 
 
 @pytest.mark.parametrize(("argv"), [argv for _, argv in USAGE_CASES], ids=[name for name, _ in USAGE_CASES])
@@ -248,8 +255,9 @@ def test_the_unedited_spec_freezes(prepare: Callable[[Case], Experiment], run_cl
     assert list((world / "tmp").iterdir()) == []  # no scratch left behind
 
 
-def test_the_fake_engine_serves_a_runnable_request(fake_engine: None, prepare: Callable[[Case], Experiment],
-                                                   run_cli: RunCli, world: Path) -> None:
+def test_the_fake_engine_serves_a_runnable_request(
+    fake_engine: None, prepare: Callable[[Case], Experiment], run_cli: RunCli, world: Path
+) -> None:
     """A valid run gets past every check and reaches engine.run (which the fake refuses): the argument
     cases above fail for their own reason, not because the fake image is broken."""
     experiment = prepare(Case("valid", ()))
@@ -257,8 +265,9 @@ def test_the_fake_engine_serves_a_runnable_request(fake_engine: None, prepare: C
     assert result.code == 3 and "engine.run was called" in result.err, result
 
 
-def test_a_spec_names_a_missing_lockfile_that_lock_creates(prepare: Callable[[Case], Experiment],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_spec_names_a_missing_lockfile_that_lock_creates(
+    prepare: Callable[[Case], Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The decision behind 'lockfile-named-but-missing': freeze and build refuse, 'repropack lock' makes it."""
     from repropack import locking
     from repropack.freeze.lock import Lock

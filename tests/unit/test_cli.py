@@ -39,8 +39,18 @@ def test_python_dash_m_entry_point() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["lock"], ["freeze"], ["build"], ["run"], ["verify"], ["inspect"], ["base"], ["base", "list"],
-     ["base", "build"]],
+    [
+        [],
+        ["lock"],
+        ["freeze"],
+        ["build"],
+        ["run"],
+        ["verify"],
+        ["inspect"],
+        ["base"],
+        ["base", "list"],
+        ["base", "build"],
+    ],
     ids=lambda c: " ".join(c) or "top",
 )
 def test_help_for_every_command(run_cli: RunCli, command: list[str]) -> None:
@@ -54,8 +64,11 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "repropack", *args], capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("args", [["freeze", "--no-such-option"], ["lock"], ["run", "img", "--seed", "x"]],
-                         ids=["unknown-option", "missing-argument", "bad-option-value"])
+@pytest.mark.parametrize(
+    "args",
+    [["freeze", "--no-such-option"], ["lock"], ["run", "img", "--seed", "x"]],
+    ids=["unknown-option", "missing-argument", "bad-option-value"],
+)
 def test_usage_errors_are_exit_2_without_a_traceback(args: list[str]) -> None:
     done = run_module(*args)
     assert "Traceback" not in done.stderr
@@ -170,6 +183,9 @@ def test_base_list_json(run_cli: RunCli) -> None:
     result = run_cli("base", "list", "--json")
     assert result.code == 0
     catalog = json.loads(result.out)
-    assert catalog["debian-bookworm"] == {"reference": "repropack/base:debian-bookworm", "python": "3.11",
-                                          "cuda": None, "local": True}
-
+    assert catalog["debian-bookworm"] == {
+        "reference": "repropack/base:debian-bookworm",
+        "python": "3.11",
+        "cuda": None,
+        "local": True,
+    }

@@ -77,8 +77,12 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
     experiment.write("untracked.py", "not committed\n")
     wheels = make_wheels(numpy=b"np", scipy=b"sp")
     files = {name for name, m in members(context_bytes(freeze_experiment(experiment), wheels)).items() if m.isfile()}
-    assert files == {"Dockerfile", "requirements.lock", "wheels/numpy-1.0-py3-none-any.whl",
-                     "wheels/scipy-1.0-py3-none-any.whl"}  # the environment's context: built once per lock
+    assert files == {
+        "Dockerfile",
+        "requirements.lock",
+        "wheels/numpy-1.0-py3-none-any.whl",
+        "wheels/scipy-1.0-py3-none-any.whl",
+    }  # the environment's context: built once per lock
     files = {name for name, m in members(context_bytes(freeze_experiment(experiment))).items() if m.isfile()}
     assert files == {
         "Dockerfile",
@@ -96,9 +100,7 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
     }
 
 
-def test_context_never_holds_git_metadata(
-    experiment: Experiment, freeze_experiment: Freeze
-) -> None:
+def test_context_never_holds_git_metadata(experiment: Experiment, freeze_experiment: Freeze) -> None:
     names = members(context_bytes(freeze_experiment(experiment)))
     assert not any(".git" in name.split("/") for name in names)
     assert not any(name.startswith("/") or ".." in name.split("/") for name in names)
@@ -132,18 +134,14 @@ def test_context_contents(
     assert read_member(data, "runtime/entrypoint.py") == runtime_sources()["entrypoint.py"]
 
 
-def test_committed_code_ships_not_the_working_tree(
-    experiment: Experiment, freeze_experiment: Freeze
-) -> None:
+def test_committed_code_ships_not_the_working_tree(experiment: Experiment, freeze_experiment: Freeze) -> None:
     frozen = freeze_experiment(experiment)
     experiment.write("train.py", "print('edited after freezing')\n")
     data = context_bytes(frozen)
     assert read_member(data, "code/train.py") == b"print('accuracy: 0.9')\n"
 
 
-def test_mounted_datasets_are_not_in_the_context(
-    make_experiment: MakeExperiment, freeze_experiment: Freeze
-) -> None:
+def test_mounted_datasets_are_not_in_the_context(make_experiment: MakeExperiment, freeze_experiment: Freeze) -> None:
     experiment = make_experiment(
         datasets={"points": {"path": "data/points.csv", "embed": False}},
     )
@@ -157,7 +155,8 @@ def test_mounted_datasets_are_not_in_the_context(
     ids=["different", "same-size", "shrunk", "grown"],
 )
 def test_a_dataset_changed_after_freezing_is_refused(
-    experiment: Experiment, freeze_experiment: Freeze,
+    experiment: Experiment,
+    freeze_experiment: Freeze,
     new_content: bytes,
 ) -> None:
     frozen = freeze_experiment(experiment)
@@ -167,9 +166,7 @@ def test_a_dataset_changed_after_freezing_is_refused(
     assert caught.value.exit_code == 2
 
 
-def test_a_lock_without_packages_still_has_a_wheels_folder(
-    experiment: Experiment, freeze_experiment: Freeze
-) -> None:
+def test_a_lock_without_packages_still_has_a_wheels_folder(experiment: Experiment, freeze_experiment: Freeze) -> None:
     entries = members(context_bytes(freeze_experiment(experiment), {}))
     assert entries["wheels"].isdir()  # the Dockerfile's COPY wheels/ needs it
     assert not any(name.startswith("wheels/") for name in entries)

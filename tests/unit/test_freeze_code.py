@@ -241,10 +241,15 @@ def test_no_origin_remote_means_no_source(experiment: Experiment) -> None:
 
 
 def test_git_is_run_read_only(experiment: Experiment) -> None:
-    before = subprocess.run(["git", "-C", str(experiment.repo), "status", "--porcelain"],
-                            capture_output=True, text=True, check=True).stdout
+    before = subprocess.run(
+        ["git", "-C", str(experiment.repo), "status", "--porcelain"], capture_output=True, text=True, check=True
+    ).stdout
     experiment.write("train.py", "print('edited')\n")
     snapshot(experiment.folder, allow_dirty=True)
-    after = subprocess.run(["git", "-C", str(experiment.repo), "diff", "--cached", "--name-only"],
-                           capture_output=True, text=True, check=True).stdout
+    after = subprocess.run(
+        ["git", "-C", str(experiment.repo), "diff", "--cached", "--name-only"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert before == "" and after == ""  # nothing was staged by the snapshot

@@ -119,9 +119,14 @@ def test_file_names_with_spaces_and_odd_separators_survive_the_index(tmp_path: P
         (folder / name).write_bytes(name.encode())
     frozen = freeze_dataset(Dataset(name="odd", path=folder, embed=True))
     assert sorted(frozen.contents.files) == sorted(names)
-    manifest = {"layout": {"code": "/repro/code", "config": "/repro/config"}, "code": {"files": {}},
-                "runtime": {"files": {}}, "config": None,
-                "datasets": {"odd": {"index": frozen.index_path, "sha256": frozen.sha256, "embed": True,
-                                     "mount": "/repro/data/odd"}}}
+    manifest = {
+        "layout": {"code": "/repro/code", "config": "/repro/config"},
+        "code": {"files": {}},
+        "runtime": {"files": {}},
+        "config": None,
+        "datasets": {
+            "odd": {"index": frozen.index_path, "sha256": frozen.sha256, "embed": True, "mount": "/repro/data/odd"}
+        },
+    }
     expected = expected_files(manifest, {frozen.index_path: frozen.contents.data})["/repro/data/odd"]
     assert expected == {f"/repro/data/odd/{name}": hashlib.sha256(name.encode()).hexdigest() for name in names}

@@ -35,7 +35,7 @@ def test_read_lock_normalizes_sorts_and_keeps_markers(tmp_path: Path) -> None:
     body = (
         f"Zope.Interface==6.0 --hash=sha256:{HASH_A}\n"
         "# a comment line\n"
-        f"attrs==23.1.0 ; python_version >= \"3.8\" \\\n    --hash=sha256:{HASH_B}  # via zope\n"
+        f'attrs==23.1.0 ; python_version >= "3.8" \\\n    --hash=sha256:{HASH_B}  # via zope\n'
     )
     lock = read_lock(write_lock(tmp_path, body))
     assert [p.name for p in lock.packages] == ["attrs", "zope-interface"]
@@ -50,8 +50,10 @@ def test_read_lock_normalizes_sorts_and_keeps_markers(tmp_path: Path) -> None:
         ("numpy==1.26.4\n", "line 3: 'numpy==1.26.4' is not a requirement pinned"),
         ("numpy==1.26.4 --hash=sha256:abc\n", "is not a requirement pinned"),
         ("numpy==1.26.4 --hash=md5:" + "a" * 32 + "\n", "is not a requirement pinned"),
-        (f"--index-url https://example.invalid/simple\nnumpy==1.0 --hash=sha256:{HASH_A}\n",
-         "line 3: option '--index-url' is not allowed"),
+        (
+            f"--index-url https://example.invalid/simple\nnumpy==1.0 --hash=sha256:{HASH_A}\n",
+            "line 3: option '--index-url' is not allowed",
+        ),
         (f"numpy==1.0 --hash=sha256:{HASH_A}\n-e ./local\n", "line 4: option '-e' is not allowed"),
         (f"numpy==1.0 --hash=sha256:{HASH_A}\n  --find-links /wheels\n", "option '--find-links' is not allowed"),
     ],

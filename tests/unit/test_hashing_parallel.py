@@ -34,8 +34,11 @@ def mixed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def expected(root: Path) -> dict[str, str]:
-    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 8])
@@ -176,7 +179,6 @@ def test_os_level_reads_release_no_descriptors(mixed: Path) -> None:
         hash_tree(mixed, workers=2)
     after = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     assert after <= before
-
 
 
 # -- the stat pass ---------------------------------------------------------------------------------------------

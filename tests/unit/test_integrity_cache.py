@@ -18,8 +18,9 @@ def cache(tmp_path: Path) -> IntegrityCache:
     return IntegrityCache(tmp_path / "integrity")
 
 
-def run(engine: FakeEngine, cache: IntegrityCache | None, image: str = IMAGE,
-        manifest: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def run(
+    engine: FakeEngine, cache: IntegrityCache | None, image: str = IMAGE, manifest: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     if manifest is not None:
         engine.manifest = manifest
     checks = image_checks(engine, image, engine.manifest, cache=cache)  # type: ignore[arg-type]

@@ -48,32 +48,75 @@ def add_env(item: str) -> Callable[[FakeEngine], None]:
 
 
 CASES: list[tuple[str, Callable[[FakeEngine], None], str, str]] = [
-    ("code edited", add_layer({"/repro/code/train.py": b"print(2)\n"}), "files",
-     "/repro/code/train.py: sha256 differs"),
+    (
+        "code edited",
+        add_layer({"/repro/code/train.py": b"print(2)\n"}),
+        "files",
+        "/repro/code/train.py: sha256 differs",
+    ),
     ("code added", add_layer({"/repro/code/evil.py": b"x"}), "files", "/repro/code/evil.py: not in the manifest"),
-    ("runtime edited", add_layer({"/repro/runtime/entry.py": b"other"}), "files",
-     "/repro/runtime/entry.py: sha256 differs"),
-    ("manifest rewritten", add_layer({"/repro/manifest.json": b"{}"}), "files",
-     "/repro/manifest.json: sha256 differs"),
-    ("a .pth file", add_layer({f"{SITE}/evil.pth": b"import os"}), "packages",
-     f"{SITE}/evil.pth: not from a locked wheel"),
-    ("sitecustomize", add_layer({f"{SITE}/sitecustomize.py": b"import os"}), "packages",
-     f"{SITE}/sitecustomize.py: not from a locked wheel"),
-    ("stdlib edited", add_layer({"/usr/lib/python3.11/os.py": b"x"}), "files",
-     "/usr/lib/python3.11/os.py: added outside /repro in a layer above the base"),
-    ("interpreter swapped", add_layer({"/usr/bin/python3": b"#!/bin/sh\n"}), "files",
-     "/usr/bin/python3: added outside /repro in a layer above the base"),
-    ("ld.so.preload", add_layer({"/etc/ld.so.preload": b"/tmp/x.so"}), "files",
-     "/etc/ld.so.preload: added outside /repro"),
-    ("venv link retargeted", add_layer({"/repro/venv/bin/python3": "/tmp/python"}), "packages",
-     "/repro/venv/bin/python3: a link (to /tmp/python) nothing explains"),
-    ("pyvenv.cfg edited", add_layer({"/repro/venv/pyvenv.cfg": b"home = /tmp\n"}), "packages",
-     "/repro/venv/pyvenv.cfg: not what the venv writes"),
-    ("a whiteout of a package file", add_layer({"/repro/venv/bin/.wh.python": b""}), "packages",
-     "/repro/venv/bin/python: deleted|/repro/venv/bin/python: missing"),
+    (
+        "runtime edited",
+        add_layer({"/repro/runtime/entry.py": b"other"}),
+        "files",
+        "/repro/runtime/entry.py: sha256 differs",
+    ),
+    ("manifest rewritten", add_layer({"/repro/manifest.json": b"{}"}), "files", "/repro/manifest.json: sha256 differs"),
+    (
+        "a .pth file",
+        add_layer({f"{SITE}/evil.pth": b"import os"}),
+        "packages",
+        f"{SITE}/evil.pth: not from a locked wheel",
+    ),
+    (
+        "sitecustomize",
+        add_layer({f"{SITE}/sitecustomize.py": b"import os"}),
+        "packages",
+        f"{SITE}/sitecustomize.py: not from a locked wheel",
+    ),
+    (
+        "stdlib edited",
+        add_layer({"/usr/lib/python3.11/os.py": b"x"}),
+        "files",
+        "/usr/lib/python3.11/os.py: added outside /repro in a layer above the base",
+    ),
+    (
+        "interpreter swapped",
+        add_layer({"/usr/bin/python3": b"#!/bin/sh\n"}),
+        "files",
+        "/usr/bin/python3: added outside /repro in a layer above the base",
+    ),
+    (
+        "ld.so.preload",
+        add_layer({"/etc/ld.so.preload": b"/tmp/x.so"}),
+        "files",
+        "/etc/ld.so.preload: added outside /repro",
+    ),
+    (
+        "venv link retargeted",
+        add_layer({"/repro/venv/bin/python3": "/tmp/python"}),
+        "packages",
+        "/repro/venv/bin/python3: a link (to /tmp/python) nothing explains",
+    ),
+    (
+        "pyvenv.cfg edited",
+        add_layer({"/repro/venv/pyvenv.cfg": b"home = /tmp\n"}),
+        "packages",
+        "/repro/venv/pyvenv.cfg: not what the venv writes",
+    ),
+    (
+        "a whiteout of a package file",
+        add_layer({"/repro/venv/bin/.wh.python": b""}),
+        "packages",
+        "/repro/venv/bin/python: deleted|/repro/venv/bin/python: missing",
+    ),
     ("a whiteout of a base file", add_layer({"/usr/bin/.wh.python3": b""}), "files", "/usr/bin/python3: deleted"),
-    ("an opaque folder", add_layer({"/usr/bin/.wh..wh..opq": b""}), "files",
-     "/usr/bin/.wh..wh..opq: deleted|/usr/bin/python3: deleted"),
+    (
+        "an opaque folder",
+        add_layer({"/usr/bin/.wh..wh..opq": b""}),
+        "files",
+        "/usr/bin/.wh..wh..opq: deleted|/usr/bin/python3: deleted",
+    ),
     ("PYTHONPATH", add_env("PYTHONPATH=/tmp"), "config", "Env PYTHONPATH='/tmp': repropack sets no such value"),
     ("LD_PRELOAD", add_env("LD_PRELOAD=/tmp/x.so"), "config", "Env LD_PRELOAD="),
     ("PATH", add_env("PATH=/tmp:/usr/bin"), "config", "Env PATH='/tmp:/usr/bin', repropack sets"),
@@ -140,8 +183,9 @@ def test_upper_layers_merge_as_the_union_filesystem_does() -> None:
 
 
 def test_a_layer_tar_reads_back_with_hashes() -> None:
-    entries, kept = layers._read_layer(io.BytesIO(layer_tar({"/x/y": b"abc", "/x/l": "y"})),
-                                       keep=lambda path: path == "/x/y")
+    entries, kept = layers._read_layer(
+        io.BytesIO(layer_tar({"/x/y": b"abc", "/x/l": "y"})), keep=lambda path: path == "/x/y"
+    )
     found = dict(entries)
     assert found["/x/y"].sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert found["/x/l"].target == "y" and kept == {"/x/y": b"abc"}

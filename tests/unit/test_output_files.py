@@ -59,6 +59,7 @@ def output(tmp_path: Path) -> Path:
 
 # -- reading -------------------------------------------------------------------------------------------
 
+
 def test_a_regular_file_is_read_and_a_missing_one_is_none(output: Path) -> None:
     (output / "run.json").write_bytes(b'{"a": 1}')
     (output / "sub").mkdir()
@@ -135,6 +136,7 @@ def test_a_refusal_is_the_commands_failure() -> None:
 
 # -- run_image reads through the guard -----------------------------------------------------------------
 
+
 class HostileEngine:
     """Runs nothing: leaves ``plant(output)`` in the output folder, as a hostile command would."""
 
@@ -143,8 +145,9 @@ class HostileEngine:
         self.exceeded = exceeded
         self.caps: list[OutputCap | None] = []
 
-    def run(self, image: str, args: list[str], *, mounts: list[Mount], output_cap: OutputCap | None = None,
-            **_: Any) -> RunResult:
+    def run(
+        self, image: str, args: list[str], *, mounts: list[Mount], output_cap: OutputCap | None = None, **_: Any
+    ) -> RunResult:
         self.caps.append(output_cap)
         output = Path(next(m.source for m in mounts if not m.read_only))
         (output / "run.json").write_text('{"seed": 1}')
@@ -152,8 +155,12 @@ class HostileEngine:
         return RunResult(exit_code=0, output_tail=[], oom_killed=False, output_exceeded=self.exceeded)
 
 
-MANIFEST = {"commands": {"train": "python train.py"}, "datasets": {}, "layout": {"output": "/output"},
-            "metrics": {"expected": {}}}
+MANIFEST = {
+    "commands": {"train": "python train.py"},
+    "datasets": {},
+    "layout": {"output": "/output"},
+    "metrics": {"expected": {}},
+}
 
 
 def run_hostile(engine: HostileEngine, output: Path, **request: Any) -> Any:
@@ -182,6 +189,7 @@ def test_run_image_keeps_only_numbers_from_metrics(tmp_path: Path) -> None:
 
 
 # -- removing ------------------------------------------------------------------------------------------
+
 
 def plant_everything(root: Path, outside: Path) -> None:
     """What a hostile run can leave: links out (also inside a read-only folder), a FIFO, a socket, an
@@ -291,6 +299,8 @@ def test_scratch_folder_says_when_it_cannot_remove(tmp_path: Path, monkeypatch: 
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("repropack.output_files.remove_tree", fail)
-    with pytest.raises(EnvironmentProblem, match="Could not remove the temporary folder"), \
-            scratch_folder("repropack-verify-"):
+    with (
+        pytest.raises(EnvironmentProblem, match="Could not remove the temporary folder"),
+        scratch_folder("repropack-verify-"),
+    ):
         pass

@@ -13,11 +13,22 @@ from repropack.errors import BadInput
 from repropack.output_limit import DEFAULT_MAX_OUTPUT, OutputWatcher, folder_size, parse_size
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("500M", 500 << 20), ("2G", 2 << 30), ("1GiB", 1 << 30), ("1gb", 1 << 30), ("50m", 50 << 20),
-    ("1.5G", 3 << 29), ("10Mi", 10 << 20), ("2048K", 2 << 20), ("1048576", 1 << 20), (" 3 G ", 3 << 30),
-    ("1T", 1 << 40),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("500M", 500 << 20),
+        ("2G", 2 << 30),
+        ("1GiB", 1 << 30),
+        ("1gb", 1 << 30),
+        ("50m", 50 << 20),
+        ("1.5G", 3 << 29),
+        ("10Mi", 10 << 20),
+        ("2048K", 2 << 20),
+        ("1048576", 1 << 20),
+        (" 3 G ", 3 << 30),
+        ("1T", 1 << 40),
+    ],
+)
 def test_sizes(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 

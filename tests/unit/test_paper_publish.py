@@ -18,7 +18,9 @@ def manifest() -> dict[str, object]:
         "experiment": {"name": "spiral_mlp", "seed": 7},
         "code": {"commit": "a" * 40, "folder": "exp", "source": None, "dirty": False},
         "base": {
-            "name": "debian-bookworm", "reference": "repropack/base:debian-bookworm", "image_id": "sha256:" + "b" * 64,
+            "name": "debian-bookworm",
+            "reference": "repropack/base:debian-bookworm",
+            "image_id": "sha256:" + "b" * 64,
         },
         "dependencies": {"sha256": "c" * 64, "count": 3},
         "config": {"file": "config.json", "sha256": "d" * 64},
@@ -64,8 +66,12 @@ def test_markdown_and_latex_forms() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"not json", b"[]", b'{"schema": "other"}', json.dumps({"schema": "repropack.paper/v1", "manifest": {},
-                                                               "image": {}}).encode()],
+    [
+        b"not json",
+        b"[]",
+        b'{"schema": "other"}',
+        json.dumps({"schema": "repropack.paper/v1", "manifest": {}, "image": {}}).encode(),
+    ],
 )
 def test_parse_paper_rejects_what_is_not_a_paper_manifest(data: bytes) -> None:
     with pytest.raises(BadInput):

@@ -20,11 +20,22 @@ FILE = Entry("file", "1" * 64, 3, mode=0o644)
 
 
 def test_changes_are_what_is_new_or_different_and_the_topmost_deletions() -> None:
-    base = {"/etc": Entry("dir", mode=0o755), "/etc/a": FILE, "/usr": Entry("dir", mode=0o755),
-            "/usr/doc": Entry("dir", mode=0o755), "/usr/doc/x": FILE, "/usr/doc/y/z": FILE, "/bin/sh": FILE}
-    tree = {"/etc": Entry("dir", mode=0o755), "/etc/a": Entry("file", "1" * 64, 3, mode=0o4755),  # setuid
-            "/usr": Entry("dir", mode=0o755), "/bin/sh": Entry("file", "1" * 64, 3, mode=0o644, uid=1000),
-            "/repro/x": FILE}
+    base = {
+        "/etc": Entry("dir", mode=0o755),
+        "/etc/a": FILE,
+        "/usr": Entry("dir", mode=0o755),
+        "/usr/doc": Entry("dir", mode=0o755),
+        "/usr/doc/x": FILE,
+        "/usr/doc/y/z": FILE,
+        "/bin/sh": FILE,
+    }
+    tree = {
+        "/etc": Entry("dir", mode=0o755),
+        "/etc/a": Entry("file", "1" * 64, 3, mode=0o4755),  # setuid
+        "/usr": Entry("dir", mode=0o755),
+        "/bin/sh": Entry("file", "1" * 64, 3, mode=0o644, uid=1000),
+        "/repro/x": FILE,
+    }
     found = rootfs.changes(tree, base)
     assert set(found) == {"/etc/a", "/bin/sh", "/repro/x", "/usr/doc"}  # /usr/doc/x and y/z: in /usr/doc
     assert found["/usr/doc"].kind == "whiteout" and found["/repro/x"] == FILE
@@ -35,18 +46,31 @@ def test_the_base_is_a_local_image_with_exactly_the_base_layers() -> None:
     engine = FakeEngine()
     assert rootfs.base_image(engine, IMAGE, ["sha256:base"], ["debian"]) == BASE_IMAGE  # type: ignore[arg-type]
     assert rootfs.base_image(engine, IMAGE, ["sha256:other"], ["debian"]) is None  # type: ignore[arg-type]
-    assert rootfs.base_image(FakeEngine(local_base=False), IMAGE, ["sha256:base"],  # type: ignore[arg-type]
-                             ["debian"]) is None
+    assert (
+        rootfs.base_image(
+            FakeEngine(local_base=False),
+            IMAGE,
+            ["sha256:base"],  # type: ignore[arg-type]
+            ["debian"],
+        )
+        is None
+    )
 
 
 def test_an_ancestor_with_the_base_layers_is_found_through_the_parents() -> None:
     """A catalog base with setup steps: the base is the image after those steps, found as an ancestor."""
     engine = FakeEngine(local_base=False)
-    chain = {IMAGE: (["l1", "l2", "l3"], "sha256:p2"), "sha256:p2": (["l1", "l2"], "sha256:p1"),
-             "sha256:p1": (["l1"], "")}
+    chain = {
+        IMAGE: (["l1", "l2", "l3"], "sha256:p2"),
+        "sha256:p2": (["l1", "l2"], "sha256:p1"),
+        "sha256:p1": (["l1"], ""),
+    }
     engine.image_id = lambda ref: ref if ref in chain else None  # type: ignore[method-assign]
-    engine.inspect = lambda ref: {"Id": ref, "RootFS": {"Layers": chain[ref][0]},  # type: ignore[method-assign]
-                                  "Parent": chain[ref][1]}
+    engine.inspect = lambda ref: {
+        "Id": ref,
+        "RootFS": {"Layers": chain[ref][0]},  # type: ignore[method-assign]
+        "Parent": chain[ref][1],
+    }
     assert rootfs.base_image(engine, IMAGE, ["l1", "l2"], ["missing-base"]) == "sha256:p2"  # type: ignore[arg-type]
     assert rootfs.base_image(engine, IMAGE, ["l1", "x"], []) is None  # type: ignore[arg-type]
 
@@ -77,10 +101,14 @@ def test_a_damaged_or_foreign_listing_is_not_used_and_is_removed(tmp_path: Path)
 
 def test_read_entries_hashes_files_read_straight_from_the_stream() -> None:
     archive = layer_tar({"/a/big": b"x" * (3 << 20), "/a/small": b"abc", "/a/link": "small"})
-    found = {path: (entry, kept) for path, entry, kept in
-             read_entries(ForwardStream(io.BytesIO(archive)), keep=lambda path: path == "/a/small")}
-    assert found["/a/small"] == (Entry("file", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-                                       3, mode=0o644), b"abc")
+    found = {
+        path: (entry, kept)
+        for path, entry, kept in read_entries(ForwardStream(io.BytesIO(archive)), keep=lambda path: path == "/a/small")
+    }
+    assert found["/a/small"] == (
+        Entry("file", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 3, mode=0o644),
+        b"abc",
+    )
     assert found["/a/big"][0].size == 3 << 20 and found["/a/big"][1] is None
     assert found["/a/link"][0].target == "small"
 

@@ -35,13 +35,26 @@ BASE_MANIFEST: dict[str, Any] = {
         "train": "python train.py --config {config} --data {datasets.points} --output {output} --seed {seed}",
         "evaluate": "python eval.py --weights {datasets.my-weights} --literal {{braces}}",
     },
-    "config": {"file": "config.json", "path": "/repro/config/config.json",
-               "content": json.dumps({"lr": 0.1, "model": {"hidden": 16, "act": "relu"}})},
+    "config": {
+        "file": "config.json",
+        "path": "/repro/config/config.json",
+        "content": json.dumps({"lr": 0.1, "model": {"hidden": 16, "act": "relu"}}),
+    },
     "datasets": {
-        "points": {"path": "/repro/data/points/points.csv", "mount": "/repro/data/points", "kind": "file",
-                   "embed": True, "files": {}},
-        "my-weights": {"path": "/repro/data/my-weights", "mount": "/repro/data/my-weights", "kind": "directory",
-                       "embed": False, "files": {}},
+        "points": {
+            "path": "/repro/data/points/points.csv",
+            "mount": "/repro/data/points",
+            "kind": "file",
+            "embed": True,
+            "files": {},
+        },
+        "my-weights": {
+            "path": "/repro/data/my-weights",
+            "mount": "/repro/data/my-weights",
+            "kind": "directory",
+            "embed": False,
+            "files": {},
+        },
     },
     "metrics": {"file": "metrics.json", "stdout": {}, "expected": {}},
     "layout": {"output": "/output", "code": "/repro/code"},
@@ -69,14 +82,33 @@ def stop(call: Callable[[], Any]) -> Any:
 
 def test_parse_args_defaults(make_manifest: Callable[..., dict[str, Any]]) -> None:
     options = ep.parse_args(["train"], make_manifest())
-    assert options == {"command": "train", "seed": 7, "sets": [], "timeout": None, "determinism": "strict",
-                       "output": "/output"}
+    assert options == {
+        "command": "train",
+        "seed": 7,
+        "sets": [],
+        "timeout": None,
+        "determinism": "strict",
+        "output": "/output",
+    }
 
 
 def test_parse_args_all_options(make_manifest: Callable[..., dict[str, Any]]) -> None:
     options = ep.parse_args(
-        ["evaluate", "--seed", "42", "--set", "lr=0.5", "--set", "model.hidden=8", "--timeout", "1.5",
-         "--determinism", "warn", "--output", "/elsewhere"],
+        [
+            "evaluate",
+            "--seed",
+            "42",
+            "--set",
+            "lr=0.5",
+            "--set",
+            "model.hidden=8",
+            "--timeout",
+            "1.5",
+            "--determinism",
+            "warn",
+            "--output",
+            "/elsewhere",
+        ],
         make_manifest(),
     )
     assert options["seed"] == 42
@@ -212,7 +244,7 @@ def test_no_overrides_use_the_frozen_config(make_manifest: Callable[..., dict[st
 
 def test_overrides_with_dotted_keys(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
     path, applied = ep.apply_overrides(
-        make_manifest(), ["lr=0.5", "model.hidden=32", "model.act=tanh", "model.act=\"gelu\""], str(tmp_path)
+        make_manifest(), ["lr=0.5", "model.hidden=32", "model.act=tanh", 'model.act="gelu"'], str(tmp_path)
     )
     assert path == str(tmp_path / "config.json")
     assert applied == {"lr": 0.5, "model.hidden": 32, "model.act": "gelu"}
@@ -255,12 +287,22 @@ def test_dotted_override_of_a_config_that_is_not_a_mapping(
 
 def test_command_argv_fills_placeholders(make_manifest: Callable[..., dict[str, Any]]) -> None:
     argv = ep.command_argv(make_manifest(), "train", "/out dir/config.json", 3, "/out dir")
-    assert argv == ["python", "train.py", "--config", "/out dir/config.json", "--data",
-                    "/repro/data/points/points.csv", "--output", "/out dir", "--seed", "3"]
+    assert argv == [
+        "python",
+        "train.py",
+        "--config",
+        "/out dir/config.json",
+        "--data",
+        "/repro/data/points/points.csv",
+        "--output",
+        "/out dir",
+        "--seed",
+        "3",
+    ]
 
 
 def test_command_argv_dataset_names_with_dashes_and_literal_braces(
-    make_manifest: Callable[..., dict[str, Any]]
+    make_manifest: Callable[..., dict[str, Any]],
 ) -> None:
     argv = ep.command_argv(make_manifest(), "evaluate", None, 0, "/output")
     assert argv == ["python", "eval.py", "--weights", "/repro/data/my-weights", "--literal", "{braces}"]
@@ -275,11 +317,16 @@ def test_command_argv_keeps_quoted_arguments_whole(make_manifest: Callable[..., 
 
 
 def test_collect_metrics_from_file_and_stdout(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
-    (tmp_path / "metrics.json").write_text(json.dumps(
-        {"accuracy": 0.9, "eval": {"loss": 0.25, "steps": 3}, "note": "text", "flag": True}
-    ))
-    manifest = make_manifest(metrics={"file": "metrics.json", "stdout": {"loss": "x"},
-                                      "expected": {"accuracy": {}, "eval.loss": {}, "loss": {}}})
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"accuracy": 0.9, "eval": {"loss": 0.25, "steps": 3}, "note": "text", "flag": True})
+    )
+    manifest = make_manifest(
+        metrics={
+            "file": "metrics.json",
+            "stdout": {"loss": "x"},
+            "expected": {"accuracy": {}, "eval.loss": {}, "loss": {}},
+        }
+    )
     metrics, problems = ep.collect_metrics(manifest, str(tmp_path), {"loss": "1.5"})
     assert metrics == {"accuracy": 0.9, "eval.loss": 0.25, "eval.steps": 3.0, "loss": 1.5}
     assert problems == []
@@ -353,13 +400,22 @@ def test_command_environment_sets_seeds_and_dataset_paths(make_manifest: Callabl
 def test_the_command_environment_inherits_nothing_that_loads_code(
     make_manifest: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inherited = {"PYTHONPATH": "/evil", "PYTHONSTARTUP": "/evil.py", "PYTHONPYCACHEPREFIX": "/evil",
-                 "LD_PRELOAD": "/evil.so", "LD_LIBRARY_PATH": "/evil", "PATH": "/evil:/usr/bin",
-                 "BASH_ENV": "/evil.sh", "REPRO_MANIFEST": "/evil.json", "GLIBC_TUNABLES": "x"}
+    inherited = {
+        "PYTHONPATH": "/evil",
+        "PYTHONSTARTUP": "/evil.py",
+        "PYTHONPYCACHEPREFIX": "/evil",
+        "LD_PRELOAD": "/evil.so",
+        "LD_LIBRARY_PATH": "/evil",
+        "PATH": "/evil:/usr/bin",
+        "BASH_ENV": "/evil.sh",
+        "REPRO_MANIFEST": "/evil.json",
+        "GLIBC_TUNABLES": "x",
+    }
     for key, value in {**inherited, "NVIDIA_VISIBLE_DEVICES": "all"}.items():
         monkeypatch.setenv(key, value)
-    env = ep.command_environment(make_manifest(), {"seed": 1, "determinism": "off", "output": "/o"}, None, "cpu",
-                                 "/state")
+    env = ep.command_environment(
+        make_manifest(), {"seed": 1, "determinism": "off", "output": "/o"}, None, "cpu", "/state"
+    )
     assert not [key for key in inherited if "evil" in env.get(key, "") or env.get(key) == "x"], env
     assert env["PATH"] == ep.COMMAND_PATH and env["PYTHONPATH"] == ep.HOOKS_DIR
     assert env["PYTHONPYCACHEPREFIX"] == "/state/pycache"

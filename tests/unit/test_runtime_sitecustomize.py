@@ -70,7 +70,10 @@ def hooks(tmp_path: Path) -> Path:
 def run_python(hooks: Path, code: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_") and k != "PYTHONPATH"}
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
         env={**clean, "PYTHONPATH": str(hooks), **env},
     )
     assert done.returncode == 0, done.stderr
@@ -117,7 +120,9 @@ def test_torch_seed_determinism_and_record(
     out = run_python(
         hooks,
         "import json, torch; print(json.dumps([torch.calls, torch.backends.cudnn.benchmark]))",
-        REPRO_SEED="5", REPRO_DETERMINISM=mode, REPRO_STATE=str(state),
+        REPRO_SEED="5",
+        REPRO_DETERMINISM=mode,
+        REPRO_STATE=str(state),
     )
     calls, bench = json.loads(out)
     assert calls == {"manual_seed": 5, "deterministic": deterministic, "warn_only": warn_only}

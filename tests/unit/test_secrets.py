@@ -14,9 +14,25 @@ from repropack.freeze.secrets import SECRET_FILES, SECRET_FOLDERS, could_hold_se
 
 @pytest.mark.parametrize(
     "path",
-    [".env", "src/.env.local", "prod.env", ".envrc", "keys/id_rsa", "id_ed25519.pub", "x/.ssh/config",
-     "a/.aws/credentials", "cert.pem", "tls/server.key", "gcp-credentials.json", "service-account-prod.json",
-     ".netrc", "deep/.DOCKER/config.json", "home/.config/gcloud/adc.json", "store.p12", "client_secret_123.json"],
+    [
+        ".env",
+        "src/.env.local",
+        "prod.env",
+        ".envrc",
+        "keys/id_rsa",
+        "id_ed25519.pub",
+        "x/.ssh/config",
+        "a/.aws/credentials",
+        "cert.pem",
+        "tls/server.key",
+        "gcp-credentials.json",
+        "service-account-prod.json",
+        ".netrc",
+        "deep/.DOCKER/config.json",
+        "home/.config/gcloud/adc.json",
+        "store.p12",
+        "client_secret_123.json",
+    ],
 )
 def test_secret_looking_paths(path: str) -> None:
     assert is_secret(path)
@@ -43,8 +59,18 @@ def test_the_quick_look_passes_a_dataset_of_ordinary_names() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["train.py", "environment.yml", "data/points.csv", "config.json", "keyboard.py", "docs/ssh.md",
-     "envelope.txt", "monkey.py", "aws_regions.csv", "credentials_test.py"],
+    [
+        "train.py",
+        "environment.yml",
+        "data/points.csv",
+        "config.json",
+        "keyboard.py",
+        "docs/ssh.md",
+        "envelope.txt",
+        "monkey.py",
+        "aws_regions.csv",
+        "credentials_test.py",
+    ],
 )
 def test_ordinary_paths(path: str) -> None:
     assert not is_secret(path)
@@ -69,8 +95,9 @@ def test_a_datasets_paths_are_checked_from_the_experiment_folder(
     make_experiment: MakeExperiment, freeze_experiment: Callable[..., Any], embed: bool
 ) -> None:
     """The secret-looking part may span the dataset's own folder and a file's path inside it."""
-    experiment = make_experiment(datasets={"points": {"path": "data/points.csv"},
-                                           "cloud": {"path": "data/.config", "embed": embed}})
+    experiment = make_experiment(
+        datasets={"points": {"path": "data/points.csv"}, "cloud": {"path": "data/.config", "embed": embed}}
+    )
     experiment.write("data/.config/gcloud/adc.json", "{}\n")
     experiment.write("data/.config/other/readme.txt", "not a secret\n")
     experiment.commit("a dataset")

@@ -33,7 +33,11 @@ def test_valid_spec_loads_to_normalized_values(make_experiment: MakeExperiment) 
     assert spec.path == folder / "experiment.yaml"
     assert spec.root == folder
     assert (spec.name, spec.python, spec.base, spec.seed, spec.gpu) == (
-        "spiral-mlp", "3.11", "debian-bookworm", 7, "auto",
+        "spiral-mlp",
+        "3.11",
+        "debian-bookworm",
+        7,
+        "auto",
     )
     assert spec.requirements == folder / "requirements.in"
     assert spec.lockfile == folder / "requirements.lock"
@@ -46,7 +50,12 @@ def test_valid_spec_loads_to_normalized_values(make_experiment: MakeExperiment) 
 
 def test_defaults_for_optional_keys(make_experiment: MakeExperiment) -> None:
     experiment = make_experiment(
-        git_repo=False, seed=REMOVE, gpu=REMOVE, datasets=REMOVE, metrics=REMOVE, config=REMOVE,
+        git_repo=False,
+        seed=REMOVE,
+        gpu=REMOVE,
+        datasets=REMOVE,
+        metrics=REMOVE,
+        config=REMOVE,
         commands={"train": "python train.py --out {output}"},
     )
     spec = load_spec(experiment.spec_path)
@@ -120,10 +129,13 @@ def test_two_problems_are_reported_together_with_lines(make_experiment: MakeExpe
 
 
 def test_typo_gets_a_suggestion(make_experiment: MakeExperiment) -> None:
-    error = spec_error(make_experiment, spec_text=(
-        "version: 1\nname: a\npython: '3.11'\nbase: debian-bookworm\nrequirements: requirements.in\n"
-        "commands: {train: x}\ndatasest: {}\n"
-    ))
+    error = spec_error(
+        make_experiment,
+        spec_text=(
+            "version: 1\nname: a\npython: '3.11'\nbase: debian-bookworm\nrequirements: requirements.in\n"
+            "commands: {train: x}\ndatasest: {}\n"
+        ),
+    )
     assert error.problems == ["line 7: datasest: unknown key; did you mean 'datasets'?"]
 
 
@@ -140,50 +152,110 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("seed string", {"seed": "x"}, ["seed: must be a whole number, not the string 'x'"]),
     ("seed boolean", {"seed": True}, ["seed: must be a whole number, not a boolean (true)"]),
     ("gpu sometimes", {"gpu": "sometimes"}, ["gpu: must be one of auto, none, required, not 'sometimes'"]),
-    ("negative abs_tol", {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1, "abs_tol": -0.1}}}},
-     ["metrics.expected.acc.abs_tol: must be at least 0"]),
-    ("negative rel_tol", {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1, "rel_tol": -1}}}},
-     ["metrics.expected.acc.rel_tol: must be at least 0"]),
-    ("missing tolerance", {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1}}}},
-     ["metrics.expected.acc: give a tolerance"]),
-    ("missing value", {"metrics": {"file": "m.json", "expected": {"acc": {"abs_tol": 1}}}},
-     ["metrics.expected.acc: missing required key 'value'"]),
-    ("non-numeric value", {"metrics": {"file": "m.json", "expected": {"acc": {"value": "high", "abs_tol": 0}}}},
-     ["metrics.expected.acc.value: must be a number, not the string 'high'"]),
-    ("boolean value", {"metrics": {"file": "m.json", "expected": {"acc": {"value": True, "abs_tol": 0}}}},
-     ["metrics.expected.acc.value: must be a number"]),
-    ("expected without a source", {"metrics": {"expected": {"acc": {"value": 1, "abs_tol": 0}}}},
-     ["metrics.expected.acc: no source for this metric"]),
-    ("metrics file escapes with ..", {"metrics": {"file": "../x.json"}},
-     ["metrics.file: '../x.json' must be a path inside the output folder"]),
-    ("metrics file absolute", {"metrics": {"file": "/abs.json"}},
-     ["metrics.file: '/abs.json' must be a path inside the output folder"]),
-    ("stdout pattern without group", {"metrics": {"stdout": {"loss": "loss: [0-9.]+"}}},
-     ["metrics.stdout.loss: needs one capturing group"]),
-    ("stdout pattern not a regex", {"metrics": {"stdout": {"loss": "loss: ([0-9.]+"}}},
-     ["metrics.stdout.loss: is not a valid regular expression"]),
+    (
+        "negative abs_tol",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1, "abs_tol": -0.1}}}},
+        ["metrics.expected.acc.abs_tol: must be at least 0"],
+    ),
+    (
+        "negative rel_tol",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1, "rel_tol": -1}}}},
+        ["metrics.expected.acc.rel_tol: must be at least 0"],
+    ),
+    (
+        "missing tolerance",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"value": 1}}}},
+        ["metrics.expected.acc: give a tolerance"],
+    ),
+    (
+        "missing value",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"abs_tol": 1}}}},
+        ["metrics.expected.acc: missing required key 'value'"],
+    ),
+    (
+        "non-numeric value",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"value": "high", "abs_tol": 0}}}},
+        ["metrics.expected.acc.value: must be a number, not the string 'high'"],
+    ),
+    (
+        "boolean value",
+        {"metrics": {"file": "m.json", "expected": {"acc": {"value": True, "abs_tol": 0}}}},
+        ["metrics.expected.acc.value: must be a number"],
+    ),
+    (
+        "expected without a source",
+        {"metrics": {"expected": {"acc": {"value": 1, "abs_tol": 0}}}},
+        ["metrics.expected.acc: no source for this metric"],
+    ),
+    (
+        "metrics file escapes with ..",
+        {"metrics": {"file": "../x.json"}},
+        ["metrics.file: '../x.json' must be a path inside the output folder"],
+    ),
+    (
+        "metrics file absolute",
+        {"metrics": {"file": "/abs.json"}},
+        ["metrics.file: '/abs.json' must be a path inside the output folder"],
+    ),
+    (
+        "stdout pattern without group",
+        {"metrics": {"stdout": {"loss": "loss: [0-9.]+"}}},
+        ["metrics.stdout.loss: needs one capturing group"],
+    ),
+    (
+        "stdout pattern not a regex",
+        {"metrics": {"stdout": {"loss": "loss: ([0-9.]+"}}},
+        ["metrics.stdout.loss: is not a valid regular expression"],
+    ),
     ("missing requirements file", {"requirements": "nope.in"}, ["requirements: 'nope.in' does not exist"]),
     ("requirements is a folder", {"requirements": "data"}, ["requirements: 'data' is a directory"]),
     ("missing config file", {"config": "nope.json"}, ["config: 'nope.json' does not exist"]),
-    ("missing dataset path", {"datasets": {"points": {"path": "data/nope.csv"}}, **PLAIN},
-     ["datasets.points.path: 'data/nope.csv' does not exist"]),
-    ("dataset without path", {"datasets": {"points": {"embed": True}}, **PLAIN},
-     ["datasets.points: missing required key 'path'"]),
-    ("dataset embed not boolean", {"datasets": {"points": {"path": "data", "embed": "yes please"}}, **PLAIN},
-     ["datasets.points.embed: must be true or false"]),
-    ("dataset unknown key", {"datasets": {"points": {"path": "data", "emebd": True}}},
-     ["datasets.points.emebd: unknown key; did you mean 'embed'?"]),
+    (
+        "missing dataset path",
+        {"datasets": {"points": {"path": "data/nope.csv"}}, **PLAIN},
+        ["datasets.points.path: 'data/nope.csv' does not exist"],
+    ),
+    (
+        "dataset without path",
+        {"datasets": {"points": {"embed": True}}, **PLAIN},
+        ["datasets.points: missing required key 'path'"],
+    ),
+    (
+        "dataset embed not boolean",
+        {"datasets": {"points": {"path": "data", "embed": "yes please"}}, **PLAIN},
+        ["datasets.points.embed: must be true or false"],
+    ),
+    (
+        "dataset unknown key",
+        {"datasets": {"points": {"path": "data", "emebd": True}}},
+        ["datasets.points.emebd: unknown key; did you mean 'embed'?"],
+    ),
     ("dataset bad name", {"datasets": {"Points": "data"}, **PLAIN}, ["datasets.Points: dataset names use lower-case"]),
-    ("unknown placeholder", {"commands": {"train": "python train.py {sed}"}},
-     ["commands.train: unknown placeholder {sed}; did you mean {seed}?"]),
-    ("unknown placeholder, no near match", {"commands": {"train": "python train.py {zzzzzz}"}},
-     ["commands.train: unknown placeholder {zzzzzz}; known: {config}, {output}, {seed}, {datasets.NAME}"]),
-    ("unknown dataset placeholder", {"commands": {"train": "python train.py {datasets.pionts}"}},
-     ["commands.train: placeholder {datasets.pionts} names an unknown dataset; did you mean {datasets.points}?"]),
-    ("config placeholder without config", {"config": REMOVE, "commands": {"train": "python train.py {config}"}},
-     ["commands.train: uses {config} but the spec has no 'config' file"]),
-    ("bad placeholder syntax", {"commands": {"train": "python train.py {seed"}},
-     ["commands.train: bad placeholder syntax"]),
+    (
+        "unknown placeholder",
+        {"commands": {"train": "python train.py {sed}"}},
+        ["commands.train: unknown placeholder {sed}; did you mean {seed}?"],
+    ),
+    (
+        "unknown placeholder, no near match",
+        {"commands": {"train": "python train.py {zzzzzz}"}},
+        ["commands.train: unknown placeholder {zzzzzz}; known: {config}, {output}, {seed}, {datasets.NAME}"],
+    ),
+    (
+        "unknown dataset placeholder",
+        {"commands": {"train": "python train.py {datasets.pionts}"}},
+        ["commands.train: placeholder {datasets.pionts} names an unknown dataset; did you mean {datasets.points}?"],
+    ),
+    (
+        "config placeholder without config",
+        {"config": REMOVE, "commands": {"train": "python train.py {config}"}},
+        ["commands.train: uses {config} but the spec has no 'config' file"],
+    ),
+    (
+        "bad placeholder syntax",
+        {"commands": {"train": "python train.py {seed"}},
+        ["commands.train: bad placeholder syntax"],
+    ),
     ("no commands", {"commands": {}}, ["commands: declare at least one command"]),
     ("commands not a mapping", {"commands": ["train"]}, ["commands: must be a mapping of keys to values, not a list"]),
     ("unknown base", {"base": "debian-bookwrom"}, ["base: unknown base image 'debian-bookwrom'", "debian-bookworm"]),
@@ -194,10 +266,10 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [(o, e) for _, o, e in BAD_SPECS],
-                         ids=[case for case, _, _ in BAD_SPECS])
-def test_bad_spec_is_reported(make_experiment: MakeExperiment, overrides: dict[str, Any],
-                              expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "expected"), [(o, e) for _, o, e in BAD_SPECS], ids=[case for case, _, _ in BAD_SPECS]
+)
+def test_bad_spec_is_reported(make_experiment: MakeExperiment, overrides: dict[str, Any], expected: list[str]) -> None:
     error = spec_error(make_experiment, **overrides)
     message = str(error)
     for fragment in expected:

@@ -77,8 +77,11 @@ def test_any_changed_stat_field_is_not_vouched_for(cache: StatCache, field: int)
     cache.store("/data", record({"a.txt": (KEY, b"hello"), "b.txt": ((1, 2, 5, OLD, OLD), b"other")}))
     changed = list(KEY)
     changed[field] += 1
-    found = vouched(cache, "/data", {"a.txt": (changed[0], changed[1], changed[2], changed[3], changed[4]),
-                                     "b.txt": (1, 2, 5, OLD, OLD)})
+    found = vouched(
+        cache,
+        "/data",
+        {"a.txt": (changed[0], changed[1], changed[2], changed[3], changed[4]), "b.txt": (1, 2, 5, OLD, OLD)},
+    )
     assert found == {"b.txt": sha(b"other")}
 
 
@@ -200,8 +203,10 @@ def test_a_racy_entry_in_the_database_is_still_not_trusted(cache: StatCache) -> 
     cache.store("/data", record({}))  # makes the database
     forged = Record(b"racy", statcache.columns_blob(listing({"racy": racy})), f"{sha(b'r')}  5  racy\n".encode(), NOW)
     with sqlite3.connect(cache.path) as conn:
-        conn.execute("UPDATE trees SET names = ?, columns = ?, idx = ?, seen_ns = ?, sha256 = ?",
-                     (forged.names, forged.columns, forged.index, forged.seen_ns, forged.digest()))
+        conn.execute(
+            "UPDATE trees SET names = ?, columns = ?, idx = ?, seen_ns = ?, sha256 = ?",
+            (forged.names, forged.columns, forged.index, forged.seen_ns, forged.digest()),
+        )
     assert cache.vouch(cache.lookup("/data"), listing({"racy": racy})) == (None, {})
     assert not cache.discarded
 
@@ -251,8 +256,9 @@ def test_a_file_whose_size_was_not_the_listed_one_is_not_recorded(
     data.mkdir()
     (data / "a").write_bytes(b"12345")
     original = hashing._hash_small
-    monkeypatch.setattr(hashing, "_hash_small",
-                        lambda path, size: (hashing.FileDigest(original(path, size)[0].sha256, size + 1), None))
+    monkeypatch.setattr(
+        hashing, "_hash_small", lambda path, size: (hashing.FileDigest(original(path, size)[0].sha256, size + 1), None)
+    )
     hash_tree(data, cache=cache)
     monkeypatch.setattr(hashing, "_hash_small", original)
     assert hash_tree(data, cache=cache).stats.hashed_files == 1
@@ -314,9 +320,7 @@ def test_another_programs_database_is_not_used(cache: StatCache) -> None:
     assert cache.discarded
 
 
-def test_a_busy_database_is_skipped_not_waited_on_forever(
-    cache: StatCache, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_busy_database_is_skipped_not_waited_on_forever(cache: StatCache, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(statcache, "BUSY_TIMEOUT_S", 0.05)
     cache.store("/data", record({"a.txt": (KEY, b"hello")}))
     other = StatCache(cache.path)

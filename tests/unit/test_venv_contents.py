@@ -68,16 +68,18 @@ def wheel_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_house: bool
         (house / "index.json").write_text(f'{{"{digest}": "ab/{wheel.name}"}}')
     engine = FakeEngine()
     engine.manifest["dependencies"] = {"packages": {"tinypkg": "1.0"}, "hashes": {"tinypkg": [digest]}}
-    engine.content.update({
-        f"{SITE}/tinypkg/__init__.py": files["tinypkg/__init__.py"],
-        f"{SITE}/tinypkg-1.0.dist-info/METADATA": files["tinypkg-1.0.dist-info/METADATA"],
-        f"{SITE}/tinypkg-1.0.dist-info/entry_points.txt": files["tinypkg-1.0.dist-info/entry_points.txt"],
-        f"{SITE}/tinypkg-1.0.dist-info/RECORD": b"anything\n",
-        f"{SITE}/tinypkg-1.0.dist-info/INSTALLER": b"pip\n",
-        f"{SITE}/tinypkg-1.0.dist-info/REQUESTED": b"",
-        "/repro/venv/bin/tiny": venv_contents.script_text("tinypkg", "main"),
-        "/repro/venv/bin/tiny-tool": b"#!/repro/venv/bin/python\nprint('tool')\n",
-    })
+    engine.content.update(
+        {
+            f"{SITE}/tinypkg/__init__.py": files["tinypkg/__init__.py"],
+            f"{SITE}/tinypkg-1.0.dist-info/METADATA": files["tinypkg-1.0.dist-info/METADATA"],
+            f"{SITE}/tinypkg-1.0.dist-info/entry_points.txt": files["tinypkg-1.0.dist-info/entry_points.txt"],
+            f"{SITE}/tinypkg-1.0.dist-info/RECORD": b"anything\n",
+            f"{SITE}/tinypkg-1.0.dist-info/INSTALLER": b"pip\n",
+            f"{SITE}/tinypkg-1.0.dist-info/REQUESTED": b"",
+            "/repro/venv/bin/tiny": venv_contents.script_text("tinypkg", "main"),
+            "/repro/venv/bin/tiny-tool": b"#!/repro/venv/bin/python\nprint('tool')\n",
+        }
+    )
     engine.config = FakeEngine(engine.manifest).config
     return engine, files["tinypkg/__init__.py"]
 
@@ -104,8 +106,9 @@ def test_an_installed_package_as_pip_leaves_it_passes(tmp_path: Path, monkeypatc
     ],
     ids=["module edited", "console script edited", "unchecked pyc"],
 )
-def test_a_changed_package_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str,
-                                         content: bytes, named: str) -> None:
+def test_a_changed_package_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, content: bytes, named: str
+) -> None:
     engine, _ = wheel_engine(tmp_path, monkeypatch, in_house=True)
     engine.content[path] = content
     assert f"{path}: {named}" in packages_problems(engine)

@@ -46,8 +46,17 @@ def test_aliases_are_expanded() -> None:
         ("a: &x [*x]\n", "e.yaml: line 1: an alias refers to a value that contains it"),
         ("a: &x\n  b: *x\n", "an alias refers to a value that contains it"),
     ],
-    ids=["duplicate", "unclosed", "nested-colon", "python-tag", "bad-int", "bad-float", "custom-tag",
-         "self-alias-list", "self-alias-map"],
+    ids=[
+        "duplicate",
+        "unclosed",
+        "nested-colon",
+        "python-tag",
+        "bad-int",
+        "bad-float",
+        "custom-tag",
+        "self-alias-list",
+        "self-alias-map",
+    ],
 )
 def test_bad_documents_are_bad_input(text: str, fragment: str) -> None:
     with pytest.raises(BadInput) as caught:

@@ -79,9 +79,24 @@ def lock_text(requirements: Path, python: str, pins: dict[str, str] | None = Non
 
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false",
-         "-c", "init.defaultBranch=main", *args],
-        capture_output=True, text=True, check=True, env={**os.environ, **GIT_ENV},
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_ENV},
     )
     return done.stdout
 

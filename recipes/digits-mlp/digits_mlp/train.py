@@ -68,9 +68,7 @@ def fit(model: nn.Module, data: Split, config: Config, generator: torch.Generato
     """Train for ``config.epochs`` epochs with Adam; returns the last epoch's mean training loss."""
     device = next(model.parameters()).device
     features, labels = data.train_x.to(device), data.train_y.to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     train_loss = float("nan")
     for _ in range(config.epochs):
         train_loss = run_epoch(model, optimizer, features, labels, config.batch_size, generator)
