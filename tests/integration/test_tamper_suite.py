@@ -106,6 +106,8 @@ CASES = [
         "/usr/bin/python3.11: added outside /repro",
     ),
     ("/etc/ld.so.preload", "RUN touch /etc/ld.so.preload", "/etc/ld.so.preload: added outside /repro"),
+    ("a base file made setuid", "RUN chmod u+s /usr/bin/python3.11", "/usr/bin/python3.11: added outside /repro"),
+    ("a base file's owner changed", "RUN chown 1000 /etc/passwd", "/etc/passwd: added outside /repro"),
     ("a base file deleted", "RUN rm /etc/os-release", "/etc/os-release: deleted"),
     ("a base folder emptied", "RUN rm -rf /usr/share/doc && mkdir /usr/share/doc", "deleted"),
     (
