@@ -219,23 +219,23 @@ class Engine:
         """The filesystem a container of ``image`` starts with, as one tar (``docker export`` of a created,
         never started container: the image's layers merged, with the few files the engine puts over every
         container, such as an empty ``/etc/hosts``); the stream seeks forward only."""
-        with engine_errors(f"Exporting the files of {image}"):
-            container = self.client.api.create_container(image, command=["true"], entrypoint=[], network_disabled=True)
-        try:
-            with engine_errors(f"Exporting the files of {image}"):
-                yield _forward(self.client.api.export(container["Id"], chunk_size=1 << 20))
-        finally:
-            with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
-                self.client.api.remove_container(container["Id"], force=True)
+        with self._created(image) as container, engine_errors(f"Exporting the files of {image}"):
+            yield _forward(self.client.api.export(container, chunk_size=1 << 20))
 
     @contextlib.contextmanager
     def files(self, image: str) -> Iterator[ImageFiles]:
         """Read an image's files from outside (a created, never started container): nothing in the
         image runs, so nothing in it can lie about its own content."""
+        with self._created(image) as container:
+            yield ImageFiles(self, container, image)
+
+    @contextlib.contextmanager
+    def _created(self, image: str) -> Iterator[str]:
+        """The id of a container of ``image`` that is created, never started, and removed afterwards."""
         with engine_errors(f"Reading files of {image}"):
             container = self.client.api.create_container(image, command=["true"], entrypoint=[])
         try:
-            yield ImageFiles(self, container["Id"], image)
+            yield str(container["Id"])
         finally:
             with engine_errors(f"Cleaning up after reading {image}"), contextlib.suppress(docker.errors.NotFound):
                 self.client.api.remove_container(container["Id"], force=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 from repropack import __version__, rootfs, venv_contents
 from repropack.cachedir import cache_root, disabled
-from repropack.canonical import atomic_write, canonical_json, sha256_hex
+from repropack.canonical import atomic_write, canonical_json, record_seal, sha256_hex
 from repropack.engine import Engine
 from repropack.errors import EnvironmentProblem
 from repropack.freeze.base import CONFIG_FIELDS, inherited_config
@@ -413,7 +413,7 @@ class IntegrityCache:
             record = None
         try:
             body = self._body(image, digest, record["checks"])
-            if record != {**body, "sha256": _digest(body)}:
+            if record != {**body, "sha256": record_seal(body)}:
                 raise ValueError("the record is not this image's, or not intact")
             return {
                 name: Check(name, True, str(entry["detail"]) + CACHED_NOTE, (), cached=True)
@@ -438,7 +438,7 @@ class IntegrityCache:
         }
         body = self._body(image, digest, {**known, **passed})
         with contextlib.suppress(OSError):
-            atomic_write(path, json.dumps({**body, "sha256": _digest(body)}, sort_keys=True).encode())
+            atomic_write(path, json.dumps({**body, "sha256": record_seal(body)}, sort_keys=True).encode())
             cutoff = time.time() - KEEP_S
             for old in self.folder.glob("*.json"):  # images long gone: their records need not stay
                 if old.stat().st_mtime < cutoff:
@@ -447,7 +447,3 @@ class IntegrityCache:
 
 IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -25,9 +25,8 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
-from repropack.canonical import atomic_write
+from repropack.canonical import atomic_write, record_seal
 from repropack.engine import Engine
 from repropack.layers import Entry, UpperLayers, read_entries
 
@@ -104,13 +103,10 @@ class Listings:
         try:
             record = json.loads(path.read_bytes())
             body = {key: record[key] for key in ("version", "engine", "layers", "entries")}
-            if record["sha256"] != _digest(body) or body != {
-                **body,
-                "version": LISTING_VERSION,
-                "engine": self.engine_version,
-                "layers": layers,
-            }:
-                raise ValueError("not this base's listing, or not intact")
+            if record["sha256"] != record_seal(body):
+                raise ValueError("not intact")
+            if (body["version"], body["engine"], body["layers"]) != (LISTING_VERSION, self.engine_version, layers):
+                raise ValueError("not this base's listing")
             return {p: Entry(*fields) for p, fields in body["entries"].items()}
         except FileNotFoundError:
             return None
@@ -126,11 +122,7 @@ class Listings:
         entries = {p: [e.kind, e.sha256, e.size, e.target, e.mode, e.uid, e.gid] for p, e in sorted(tree.items())}
         body = {"version": LISTING_VERSION, "engine": self.engine_version, "layers": layers, "entries": entries}
         with contextlib.suppress(OSError):  # a cache that cannot be written is no error
-            atomic_write(path, json.dumps({**body, "sha256": _digest(body)}).encode())
-
-
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            atomic_write(path, json.dumps({**body, "sha256": record_seal(body)}).encode())
 
 
 def read_upper_files(
