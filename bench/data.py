@@ -237,8 +237,8 @@ def disk_rows(disk_cold: list[float], disk_baseline: list[float], warm_share: fl
 
 def hash_split(data: Path, cache_path: Path, repeat: int) -> dict[str, float]:
     """hash_tree alone (no CLI, no manifest): cold and warm medians, to show where a warm freeze spends."""
-    from repropack.hashing import hash_tree
-    from repropack.statcache import StatCache
+    from repropack.checksums.hashing import hash_tree
+    from repropack.checksums.statcache import StatCache
 
     cold, warm = [], []
     for round_ in range(repeat):

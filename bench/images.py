@@ -249,12 +249,12 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
     """The exact context `repropack build` sends: its size, and its bytes per top-level folder."""
     import tempfile
 
-    from repropack.context import write_environment_context, write_image_context
     from repropack.engine import Engine
     from repropack.errors import EnvironmentProblem
     from repropack.freeze import freeze
-    from repropack.freeze.wheels import ensure_wheels
-    from repropack.render import render_dockerfile, render_environment
+    from repropack.freeze.wheelhouse import ensure_wheels
+    from repropack.image.context import write_environment_context, write_image_context
+    from repropack.image.dockerfile import render_dockerfile, render_environment
     from repropack.spec import load_spec
 
     loaded = load_spec(spec)

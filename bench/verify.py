@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.common import Bench, Row, median
 from bench.images import rebuild_for_others
-from repropack.cachedir import cache_root
+from repropack.cache import cache_root
 
 ROUNDS = 7  # at least: one run of the recipe's evaluate varies by +-2 s here (torch's import), more than the checks
 

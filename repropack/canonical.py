@@ -1,15 +1,10 @@
-"""Canonical bytes and safe writes: everything repropack writes is sorted, stable and atomic."""
+"""Canonical bytes: everything repropack writes or seals is sorted and byte-stable."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 
 def canonical_json(value: Any) -> bytes:
@@ -25,28 +20,3 @@ def record_seal(body: dict[str, Any]) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A file handle whose content becomes ``path`` only when the block succeeds (temporary file beside
-    it, flushed to disk, then renamed): readers never see half a file, a failure leaves nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path) as handle:
-        handle.write(data)

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repropack.checksums.hashing import HashStats, ProgressCallback
 from repropack.engine import Engine
-from repropack.freeze.base import ResolvedBase, resolve_base
+from repropack.freeze.base_image import ResolvedBase, resolve_base
 from repropack.freeze.code import CodeSnapshot, snapshot
 from repropack.freeze.config import FrozenConfig, freeze_config
 from repropack.freeze.data import FrozenDataset, freeze_dataset
-from repropack.freeze.lock import Lock, check_current, compile_lock, read_lock
+from repropack.freeze.lockfile import Lock, check_current, compile_lock, read_lock
 from repropack.freeze.secrets import refuse_secrets
-from repropack.hashing import HashStats, ProgressCallback
 from repropack.spec import Spec
 
 
@@ -63,7 +63,7 @@ def freeze(
     ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets (all of them: the
     counts run on from one dataset to the next).
     """
-    from repropack.manifest import build_manifest, seal
+    from repropack.manifest.seal import build_manifest, seal
 
     code = snapshot(spec.root, allow_dirty=allow_dirty, exclude=tuple(d.path for d in spec.datasets.values()))
     refuse_secrets("in the experiment's code", [f.path for f in code.files], allowed_secrets)
@@ -94,7 +94,7 @@ def freeze_datasets(spec: Spec, on_progress: ProgressCallback | None = None) -> 
     """Every dataset, hashed through one stat cache (none when ``REPROPACK_NO_CACHE`` is set)."""
     if not spec.datasets:
         return {}
-    from repropack.statcache import StatCache
+    from repropack.checksums.statcache import StatCache
 
     cache = StatCache.default()
     before = 0  # bytes hashed by the datasets already done (then also counted as bytes to hash)

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from repropack.errors import BadInput
-from repropack.spec import read_text
-from repropack.yamldoc import check_syntax
-
-CONFIG_ROOT = "/repro/config"
+from repropack.files import read_text
+from repropack.runtime import layout
+from repropack.spec.yamldoc import check_syntax
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class FrozenConfig:
 
     @property
     def target(self) -> str:
-        return f"{CONFIG_ROOT}/{self.name}"
+        return layout.config_path(self.name)
 
     def record(self) -> dict[str, Any]:
         return {

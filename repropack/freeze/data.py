@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repropack.checksums.hashing import HashStats, NameNotUtf8, ProgressCallback, hash_tree
+from repropack.checksums.index import FileDigest, FileIndex
 from repropack.errors import BadInput
-from repropack.hashing import FileDigest, FileIndex, HashStats, NameNotUtf8, ProgressCallback, hash_tree
+from repropack.runtime import layout
 from repropack.spec import Dataset
 
 if TYPE_CHECKING:
-    from repropack.statcache import StatCache
-
-DATA_ROOT = "/repro/data"
-INDEX_ROOT = "/repro/datasets"  # one index per dataset: its files' sha256 and size, pinned by its digest
+    from repropack.checksums.statcache import StatCache
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class FrozenDataset:
     @property
     def mount_point(self) -> str:
         """The folder in the image that holds the dataset's files."""
-        return f"{DATA_ROOT}/{self.name}"
+        return layout.dataset_folder(self.name)
 
     @property
     def target(self) -> str:
@@ -52,7 +51,7 @@ class FrozenDataset:
     @property
     def index_path(self) -> str:
         """Where the image holds the dataset's index, whose sha256 is the dataset's sha256."""
-        return f"{INDEX_ROOT}/{self.name}.sha256sums"
+        return layout.index_path(self.name)
 
     def index(self) -> bytes:
         return self.contents.data

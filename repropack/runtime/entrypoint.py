@@ -31,15 +31,19 @@ import threading
 import time
 from typing import Any
 
-MANIFEST = "/repro/manifest.json"  # always this file: a path from the environment could name a forged one
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+if __package__:  # imported as repropack.runtime.entrypoint (the host's tests)
+    from repropack.runtime import layout
+else:  # run as /repro/runtime/entrypoint.py under python -I, which leaves its own folder off sys.path
+    sys.path.insert(0, RUNTIME_DIR)
+    import layout  # type: ignore[no-redef, import-not-found]
+
 HOOKS_DIR = os.path.join(RUNTIME_DIR, "hooks")
 CUBLAS_WORKSPACE = ":4096:8"
 TAIL_LINES = 20
 METRICS_CAP = 16 << 20
 DETERMINISM_MODES = ("strict", "warn", "off")
 SETTINGS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "REPRO_DETERMINISM", "REPRO_DEVICE")
-COMMAND_PATH = "/repro/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Inherited variables the command never sees: each can make a process load or run other code (the
 # dynamic loader's, Python's, the shells' start-up files, glibc's converters and tunables) or is ours to set.
 DROPPED_PREFIXES = ("PYTHON", "LD_", "REPRO_")
@@ -137,9 +141,9 @@ def read_index(name: str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "the image was modified; do not trust its results.",
         )
     files: dict[str, dict[str, Any]] = {}
-    for line in data.decode().split("\n")[:-1]:  # as repropack.hashing.index_lines: a path keeps its spaces
-        digest, size, path = line.split("  ", 2)
-        files[path] = {"sha256": digest, "size": int(size)}
+    for line in layout.index_lines(data):
+        digest, size, path = layout.index_entry(line)
+        files[path] = {"sha256": digest, "size": size}
     return files
 
 
@@ -298,7 +302,7 @@ def command_environment(
     }
     seed = str(options["seed"])
     settings = {
-        "PATH": COMMAND_PATH,
+        "PATH": layout.COMMAND_PATH,
         "PYTHONUNBUFFERED": "1",
         "PYTHONHASHSEED": seed,
         # byte-code goes to a folder of this run's: none is read from, or written to, the image
@@ -547,10 +551,10 @@ def python_packages() -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     try:
-        with open(MANIFEST, "rb") as handle:
+        with open(layout.MANIFEST, "rb") as handle:
             manifest = json.load(handle)
     except (OSError, ValueError) as exc:
-        print(f"repropack runtime: cannot read the manifest {MANIFEST} ({exc}).", file=sys.stderr)
+        print(f"repropack runtime: cannot read the manifest {layout.MANIFEST} ({exc}).", file=sys.stderr)
         return 1
     try:
         return execute(manifest, argv)

@@ -121,7 +121,7 @@ def test_train_runs_on_the_gpu_and_repeats_bit_for_bit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_the_gpu_reproduces_the_published_cpu_numbers(command: str, manifest: dict[str, Any], tmp_path: Path) -> None:
-    from repropack.verify import compare_metrics
+    from repropack.verify.reproduce import compare_metrics
 
     code, log, record = run(command, tmp_path)
     assert code == 0, log

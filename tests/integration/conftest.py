@@ -329,8 +329,9 @@ def assert_readers_agree(image: str) -> None:
     image and its local base, which verify uses here; the image's own layers, used when the base is not
     local) fail the same checks, and every path the first names is named by the second too (itself, or
     a folder above it that a whiteout or opaque folder deleted)."""
-    from repropack import integrity, rootfs
     from repropack.engine import Engine
+    from repropack.verify import filesystem as rootfs
+    from repropack.verify import integrity
 
     engine = Engine.connect()
     image_id = engine.image_id(image)

@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from repropack.manifest import seal
+from repropack.manifest.seal import seal
 from tests.integration.conftest import Experiment, assert_tampering_is_named, derive, repropack, running_registry
 
 pytestmark = pytest.mark.docker

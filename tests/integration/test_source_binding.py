@@ -15,9 +15,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from repropack.hashing import FileDigest, tree_digest
-from repropack.image import DIGEST_LABEL
-from repropack.manifest import seal
+from repropack.checksums.index import FileDigest, tree_digest
+from repropack.image.embedded import DIGEST_LABEL
+from repropack.manifest.seal import seal
 from tests.integration.conftest import Experiment, derive, git, repropack
 
 pytestmark = pytest.mark.docker

@@ -11,7 +11,7 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from repropack.build import build_image
+from repropack.image.build import build_image
 from tests.integration.conftest import Experiment, cached_steps, git, repropack
 
 pytestmark = pytest.mark.docker

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from unit_factories import fake_hash
 
-from repropack.freeze.lock import HEADER
+from repropack.freeze.lockfile import HEADER
 
 SPEC = """\
 version: 1

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from repropack.canonical import canonical_json
-from repropack.integrity import image_config
-from repropack.manifest import ENTRYPOINT, LAYOUT
+from repropack.runtime.layout import ENTRYPOINT
+from repropack.runtime.layout import MANIFEST_LAYOUT as LAYOUT
+from repropack.verify.integrity import image_config
 
 IMAGE = "sha256:" + "1" * 64
 OTHER_IMAGE = "sha256:" + "2" * 64
@@ -26,7 +27,7 @@ def sha(data: bytes) -> str:
 def make_manifest(digest: str = "a" * 64) -> dict[str, Any]:
     return {
         "sha256": digest,
-        "schema": "repropack.manifest/v1",
+        "schema": "repropack.manifest.seal/v1",
         "repropack": "0.1.0",
         "experiment": {"name": "tiny", "python": "3.11"},
         "layout": dict(LAYOUT),
@@ -101,7 +102,8 @@ class FakeEngine:
     """The engine calls integrity makes, with a count of how often the image's files were read.
 
     With ``local_base`` the engine has the base image, so integrity reads the merged filesystems of the
-    image and its base (:mod:`repropack.rootfs`); without it, the image's own layers (:mod:`repropack.layers`)."""
+    image and its base (:mod:`repropack.verify.filesystem`); without it, the image's own layers
+    (:mod:`repropack.verify.layers`)."""
 
     def __init__(self, manifest: dict[str, Any] | None = None, *, local_base: bool = True) -> None:
         self.manifest = manifest or make_manifest()

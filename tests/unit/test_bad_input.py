@@ -34,8 +34,8 @@ from bad_input_cases import (
 from unit_factories import Experiment, MakeExperiment, Result, RunCli, cli_runner, git
 
 from repropack.engine import Engine
-from repropack.image import DIGEST_LABEL
-from repropack.manifest import LAYOUT
+from repropack.image.embedded import DIGEST_LABEL
+from repropack.runtime.layout import MANIFEST_LAYOUT as LAYOUT
 
 IMAGE = "spiral-mlp:test"
 IMAGE_ID = "sha256:" + "5" * 64
@@ -269,8 +269,8 @@ def test_a_spec_names_a_missing_lockfile_that_lock_creates(
     prepare: Callable[[Case], Experiment], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The decision behind 'lockfile-named-but-missing': freeze and build refuse, 'repropack lock' makes it."""
-    from repropack import locking
-    from repropack.freeze.lock import Lock
+    from repropack.freeze import lockfile
+    from repropack.freeze.lockfile import Lock
 
     experiment = prepare(Case("named-lock", (), spec=SPEC + "lockfile: other.lock\n"))
     made: list[Path] = []
@@ -279,8 +279,8 @@ def test_a_spec_names_a_missing_lockfile_that_lock_creates(
         made.append(dest)
         return Lock(dest, "0" * 64, "0" * 64, ())
 
-    monkeypatch.setattr(locking, "compile_lock", compile_lock)  # no resolver in unit tests
-    result = locking.lock_experiment(experiment.spec_path, upgrade=False)
+    monkeypatch.setattr(lockfile, "compile_lock", compile_lock)  # no resolver in unit tests
+    result = lockfile.lock_experiment(experiment.spec_path, upgrade=False)
     assert made == [experiment.folder.resolve() / "other.lock"] and result.changed
 
 

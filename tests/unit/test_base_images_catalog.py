@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repropack import bootstrap
-from repropack.base_images_catalog import (
+from repropack.bases import bootstrap
+from repropack.bases.bootstrap import import_changes, recipe_packages
+from repropack.bases.catalog import (
     BaseImage,
     check_base_matches,
     choose_cuda_base,
@@ -19,7 +20,6 @@ from repropack.base_images_catalog import (
     parse_catalog,
     torch_cuda,
 )
-from repropack.bootstrap import import_changes, recipe_packages
 from repropack.errors import BadInput, EnvironmentProblem
 
 MakeBase = Callable[..., BaseImage]

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from unit_factories import Experiment, MakeExperiment
 
-from repropack.context import EPOCH, write_environment_context, write_image_context
 from repropack.errors import BadInput
-from repropack.render import render_dockerfile, render_environment
-from repropack.runtime_files import runtime_sources
+from repropack.image.context import EPOCH, write_environment_context, write_image_context
+from repropack.image.dockerfile import render_dockerfile, render_environment
+from repropack.runtime import runtime_sources
 
 Freeze = Callable[..., Any]
 
@@ -89,6 +89,7 @@ def test_context_holds_exactly_what_the_dockerfile_copies(
         "manifest.json",
         "runtime/entrypoint.py",
         "runtime/hooks/sitecustomize.py",
+        "runtime/layout.py",
         "data/points/points.csv",
         "code/config.json",
         "code/experiment.yaml",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from repropack.checksums.index import tree_digest
 from repropack.errors import BadInput
 from repropack.freeze.data import FrozenDataset, datasets_digest, freeze_dataset
-from repropack.hashing import tree_digest
 from repropack.spec import Dataset
 
 
@@ -110,7 +110,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
 
 
 def test_file_names_with_spaces_and_odd_separators_survive_the_index(tmp_path: Path) -> None:
-    from repropack.integrity import expected_files
+    from repropack.verify.integrity import expected_files
 
     names = [" leading.csv", "two  spaces.csv", "form\x0cfeed.csv", "trailing .csv"]
     folder = tmp_path / "odd"

@@ -9,7 +9,7 @@ import pytest
 from unit_factories import Experiment, fake_hash, lock_text
 
 from repropack.errors import BadInput
-from repropack.freeze.lock import HEADER, check_current, inputs_digest, normalize, read_lock
+from repropack.freeze.lockfile import HEADER, check_current, inputs_digest, normalize, read_lock
 
 HASH_A = fake_hash("a")
 HASH_B = fake_hash("b")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from repropack import hashing
-from repropack.hashing import FileDigest, hash_files, list_files, sha256_file, tree_digest
+from repropack.checksums import hashing
+from repropack.checksums.hashing import hash_files, list_files, sha256_file
+from repropack.checksums.index import FileDigest, tree_digest
 
 
 @pytest.fixture

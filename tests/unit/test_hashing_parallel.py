@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from repropack import hashing
-from repropack.hashing import hash_files, hash_tree, list_files
-from repropack.listing import scan
-from repropack.progress import HashMeter
+from repropack.checksums import hashing
+from repropack.checksums.hashing import hash_files, hash_tree, list_files
+from repropack.checksums.listing import scan
+from repropack.cli.progress import HashMeter
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def many(tmp_path: Path) -> list[str]:
 
 
 def test_the_stat_columns_are_in_the_order_given_and_a_file_gone_is_an_error(many: list[str]) -> None:
-    from repropack import listing
+    from repropack.checksums import listing
 
     assert list(listing.stat_columns(many)[2]) == list(range(40))  # sizes, in the order given
     os.unlink(many[3])

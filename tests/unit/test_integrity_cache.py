@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from image_fakes import IMAGE, OTHER_IMAGE, FakeEngine, make_manifest
 
-from repropack.integrity import CACHED_NOTE, IntegrityCache, image_checks
+from repropack.verify.integrity import CACHED_NOTE, IntegrityCache, image_checks
 
 
 @pytest.fixture

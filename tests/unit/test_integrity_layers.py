@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from image_fakes import IMAGE, FakeEngine, layer_tar
 
-from repropack import layers
-from repropack.integrity import image_checks
+from repropack.verify import layers
+from repropack.verify.integrity import image_checks
 
 SITE = "/repro/venv/lib/python3.11/site-packages"
 

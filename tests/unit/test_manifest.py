@@ -15,7 +15,7 @@ from unit_factories import GIT_ENV, Experiment, MakeExperiment
 
 from repropack.canonical import canonical_json
 from repropack.errors import BadInput
-from repropack.manifest import SCHEMA, digest_of, parse_manifest, seal
+from repropack.manifest.seal import SCHEMA, digest_of, parse_manifest, seal
 
 Freeze = Callable[..., Any]
 
@@ -140,7 +140,7 @@ def test_parse_manifest_rejects_a_missing_digest() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (seal({"schema": "repropack.manifest/v2"})[0], "is not a repropack manifest"),
+        (seal({"schema": "repropack.manifest.seal/v2"})[0], "is not a repropack manifest"),
         (seal({"no": "schema"})[0], "is not a repropack manifest"),
         (b"[1, 2]", "is not a repropack manifest"),
         (b"{not json", "not JSON"),

@@ -17,9 +17,9 @@ import pytest
 
 from repropack.engine import Mount, OutputCap, RunResult
 from repropack.errors import CommandFailed, EnvironmentProblem
-from repropack.image import ImageManifest
-from repropack.output_files import UnsafeOutput, read_record, remove_tree, scratch_folder
-from repropack.runner import RunRequest, run_image
+from repropack.image.embedded import ImageManifest
+from repropack.run.local import RunRequest, run_image
+from repropack.run.output_folder import UnsafeOutput, read_record, remove_tree, scratch_folder
 
 T = TypeVar("T")
 
@@ -298,7 +298,7 @@ def test_scratch_folder_says_when_it_cannot_remove(tmp_path: Path, monkeypatch: 
     def fail(path: Path) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("repropack.output_files.remove_tree", fail)
+    monkeypatch.setattr("repropack.run.output_folder.remove_tree", fail)
     with (
         pytest.raises(EnvironmentProblem, match="Could not remove the temporary folder"),
         scratch_folder("repropack-verify-"),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT, OutputWatcher, folder_size, parse_size
 from repropack.errors import BadInput
-from repropack.output_limit import DEFAULT_MAX_OUTPUT, OutputWatcher, folder_size, parse_size
 
 
 @pytest.mark.parametrize(

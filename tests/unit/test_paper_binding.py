@@ -15,11 +15,11 @@ import pytest
 from unit_factories import Experiment, RunCli, cli_runner
 
 from repropack.errors import BadInput
-from repropack.image import DIGEST_LABEL
-from repropack.manifest import LAYOUT
-from repropack.paper import SCHEMA, build_paper, parse_paper, render
-from repropack.targets import Target, binding_checks
-from repropack.verify import VerifyOptions, verify_target
+from repropack.image.embedded import DIGEST_LABEL
+from repropack.manifest.paper import SCHEMA, build_paper, parse_paper, render
+from repropack.runtime.layout import MANIFEST_LAYOUT as LAYOUT
+from repropack.verify.reproduce import VerifyOptions, verify_target
+from repropack.verify.targets import Target, binding_checks
 
 IMAGE_ID = "sha256:" + "5" * 64
 DIGEST = "sha256:" + "7" * 64

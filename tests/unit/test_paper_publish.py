@@ -7,14 +7,14 @@ import json
 import pytest
 
 from repropack.errors import BadInput
-from repropack.manifest import seal
-from repropack.paper import build_paper, paper_manifest_digest, parse_paper, render
-from repropack.publish import parse_target
+from repropack.manifest.paper import build_paper, paper_manifest_digest, parse_paper, render
+from repropack.manifest.seal import seal
+from repropack.publish.registry import parse_target
 
 
 def manifest() -> dict[str, object]:
     document = {
-        "schema": "repropack.manifest/v1",
+        "schema": "repropack.manifest.seal/v1",
         "experiment": {"name": "spiral_mlp", "seed": 7},
         "code": {"commit": "a" * 40, "folder": "exp", "source": None, "dirty": False},
         "base": {
@@ -70,7 +70,7 @@ def test_markdown_and_latex_forms() -> None:
         b"not json",
         b"[]",
         b'{"schema": "other"}',
-        json.dumps({"schema": "repropack.paper/v1", "manifest": {}, "image": {}}).encode(),
+        json.dumps({"schema": "repropack.manifest.paper/v1", "manifest": {}, "image": {}}).encode(),
     ],
 )
 def test_parse_paper_rejects_what_is_not_a_paper_manifest(data: bytes) -> None:

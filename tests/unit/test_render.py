@@ -9,8 +9,8 @@ from typing import Any
 from unit_factories import REMOVE, Experiment, MakeExperiment
 
 from repropack import __version__
-from repropack.manifest import SCHEMA
-from repropack.render import environment_tag, image_labels, render_dockerfile, render_environment
+from repropack.image.dockerfile import environment_tag, image_labels, render_dockerfile, render_environment
+from repropack.manifest.seal import SCHEMA
 
 Freeze = Callable[..., Any]
 

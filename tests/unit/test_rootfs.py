@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from image_fakes import BASE_IMAGE, IMAGE, FakeEngine, layer_tar
 
-from repropack import rootfs
 from repropack.engine import ForwardStream
-from repropack.integrity import image_checks
-from repropack.layers import Entry, read_entries
+from repropack.verify import filesystem as rootfs
+from repropack.verify.integrity import image_checks
+from repropack.verify.layers import Entry, read_entries
 
 FILE = Entry("file", "1" * 64, 3, mode=0o644)
 

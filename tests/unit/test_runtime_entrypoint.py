@@ -417,10 +417,10 @@ def test_the_command_environment_inherits_nothing_that_loads_code(
         make_manifest(), {"seed": 1, "determinism": "off", "output": "/o"}, None, "cpu", "/state"
     )
     assert not [key for key in inherited if "evil" in env.get(key, "") or env.get(key) == "x"], env
-    assert env["PATH"] == ep.COMMAND_PATH and env["PYTHONPATH"] == ep.HOOKS_DIR
+    assert env["PATH"] == ep.layout.COMMAND_PATH and env["PYTHONPATH"] == ep.HOOKS_DIR
     assert env["PYTHONPYCACHEPREFIX"] == "/state/pycache"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # the container runtime's own settings stay
-    assert ep.MANIFEST == "/repro/manifest.json"
+    assert ep.layout.MANIFEST == "/repro/manifest.json"
 
 
 def test_gpu_none_hides_devices(make_manifest: Callable[..., dict[str, Any]]) -> None:

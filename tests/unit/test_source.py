@@ -17,8 +17,8 @@ import pytest
 from unit_factories import Experiment, MakeExperiment, RunCli, cli_runner, git
 
 from repropack.errors import BadInput
-from repropack.integrity import Check
-from repropack.source import check_source, display_name, source_check
+from repropack.verify.integrity import Check
+from repropack.verify.source import check_source, display_name, source_check
 
 Freeze = Callable[..., Any]
 

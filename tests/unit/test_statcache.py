@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from repropack import hashing, statcache
-from repropack.hashing import FileDigest, hash_files, hash_tree
-from repropack.listing import Listing, scan
-from repropack.statcache import RACY_NS, Record, StatCache, StatKey
+from repropack.checksums import hashing, statcache
+from repropack.checksums.hashing import hash_files, hash_tree
+from repropack.checksums.index import FileDigest
+from repropack.checksums.listing import Listing, scan
+from repropack.checksums.statcache import RACY_NS, Record, StatCache, StatKey
 
 OLD = 1_600_000_000_000_000_000  # a file time long before any test runs (2020)
 NOW = OLD + 10 * RACY_NS
@@ -402,7 +403,7 @@ def test_the_cache_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 @pytest.fixture
 def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The trees walked (the others were listed again from the cache's record)."""
-    from repropack import listing as listing_module
+    from repropack.checksums import listing as listing_module
 
     seen: list[str] = []
     original = listing_module._walk

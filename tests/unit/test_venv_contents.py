@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from image_fakes import IMAGE, FakeEngine
 
-from repropack import venv_contents
 from repropack.errors import EnvironmentProblem
-from repropack.integrity import image_checks
+from repropack.verify import venv_contents
+from repropack.verify.integrity import image_checks
 
 SITE = "/repro/venv/lib/python3.11/site-packages"
 

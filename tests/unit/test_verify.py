@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from repropack.integrity import manifest_checks
-from repropack.manifest import SCHEMA, digest_of
-from repropack.verify import aggregate, compare_metrics
+from repropack.manifest.seal import SCHEMA, digest_of
+from repropack.verify.integrity import manifest_checks
+from repropack.verify.reproduce import aggregate, compare_metrics
 
 
 def expect(value: float, abs_tol: float = 0.0, rel_tol: float = 0.0) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from repropack import cli
-from repropack.freeze.lock import HEADER, inputs_digest
+from repropack.freeze.lockfile import HEADER, inputs_digest
 
 # Fixed author and dates: the same files give the same commit id in every temporary repository, so
 # manifests of two experiments in two different folders can be compared byte for byte.

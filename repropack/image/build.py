@@ -1,0 +1,183 @@
+"""The build pipeline: spec -> freeze -> render -> the environment image (once per lockfile and base) ->
+context -> engine build -> tag.
+
+Also the dry run (``freeze``), which writes the two Dockerfiles and the manifest and needs no Docker engine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repropack.checksums.hashing import HashStats, ProgressCallback
+from repropack.engine import Engine
+from repropack.errors import BadInput, EnvironmentProblem
+from repropack.files import atomic_write
+from repropack.freeze import Frozen, freeze
+from repropack.image.context import write_environment_context, write_image_context
+from repropack.spec import NAME_COMPONENT, TAG_NAME, load_spec
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    tag: str
+    manifest_digest: str
+    lockfile: str
+    lock_created: bool
+    hashed: HashStats = field(default_factory=HashStats)  # dataset files read, and spared by the stat cache
+
+
+@dataclass(frozen=True)
+class FreezeResult:
+    output: Path
+    files: tuple[str, ...]
+    manifest_digest: str
+    base_resolved: bool
+    hashed: HashStats = field(default_factory=HashStats)  # dataset files read, and spared by the stat cache
+
+
+# NAME[:TAG], NAME possibly with a registry host (and port) and path components, as Docker accepts it.
+TAG = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{NAME_COMPONENT}(?:/{NAME_COMPONENT})*(?::{TAG_NAME})?$")
+
+
+def check_tag(tag: str) -> None:
+    if not TAG.match(tag):
+        raise BadInput(
+            f"--tag '{tag}' is not an image name like spiral-mlp:v1 (lower-case name, optional :TAG).",
+            hint="Use lower-case letters, digits and '.', '_' or '-'; no spaces.",
+        )
+
+
+def default_tag(frozen: Frozen) -> str:
+    """NAME:COMMIT12, with the diff's hash added when a dirty tree was shipped."""
+    suffix = f"-dirty-{frozen.code.diff_sha256[:8]}" if frozen.code.diff_sha256 else ""
+    return f"{frozen.spec.name}:{frozen.code.commit[:12]}{suffix}"
+
+
+def build_image(
+    spec_path: Path,
+    *,
+    allow_dirty: bool,
+    tag: str | None,
+    on_line: Callable[[str], None],
+    on_note: Callable[[str], None],
+    on_progress: ProgressCallback | None = None,
+    allowed_secrets: frozenset[str] = frozenset(),
+    before_tag: Callable[[], None] = lambda: None,
+) -> BuildResult:
+    """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets.
+
+    Tagging is the commit point: ``before_tag`` runs just before it (the command line stops taking Ctrl-C
+    there, so that an interrupted build never exits non-zero with its tag in place)."""
+    from repropack.image.dockerfile import render_dockerfile
+
+    spec = load_spec(spec_path)
+    if tag is not None:
+        check_tag(tag)
+    # Bad input (exit 2) must not hide behind an unreachable engine (exit 3): without an engine, freeze
+    # anyway, so the spec, code, lockfile, config and data are all checked, and only then give up.
+    try:
+        engine: Engine | None = Engine.connect()
+        unreachable: EnvironmentProblem | None = None
+    except EnvironmentProblem as problem:
+        engine, unreachable = None, problem
+    frozen = freeze(
+        spec,
+        allow_dirty=allow_dirty,
+        engine=engine,
+        lock_missing_to=spec.lockfile,
+        on_progress=on_progress,
+        allowed_secrets=allowed_secrets,
+    )
+    if engine is None:
+        assert unreachable is not None
+        raise unreachable
+    if frozen.lock_created:
+        on_note(
+            f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
+            "commit it with the experiment"
+        )
+    ensure_environment(engine, frozen, on_line)
+    dockerfile = render_dockerfile(frozen)
+    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with tempfile.TemporaryFile(prefix="repropack-context-") as context:
+        write_image_context(frozen, dockerfile, context)
+        context.seek(0)
+        image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
+    final_tag = tag or default_tag(frozen)
+    before_tag()
+    engine.tag(image_id, final_tag)
+    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
+
+
+def ensure_environment(engine: Engine, frozen: Frozen, on_line: Callable[[str], None]) -> str:
+    """The image holding the locked environment, built (and tagged, once complete) when missing.
+
+    It is keyed by a digest of the lockfile, the base and the recipe, so a code edit reuses it and the
+    wheels are neither downloaded nor sent to the engine again."""
+    from repropack.freeze.wheelhouse import ensure_wheels
+    from repropack.image.dockerfile import environment_tag, render_environment
+
+    tag = environment_tag(frozen)
+    if engine.image_id(tag) is not None:
+        return tag
+    wheels = ensure_wheels(frozen.lock)
+    with tempfile.TemporaryFile(prefix="repropack-environment-") as context:
+        write_environment_context(render_environment(frozen), frozen.lock.path.read_bytes(), wheels, context)
+        context.seek(0)
+        image_id = engine.build(context, {"io.repropack.environment.lock": f"sha256:{frozen.lock.sha256}"}, on_line)
+    engine.tag(image_id, tag)
+    return tag
+
+
+def freeze_to(
+    spec_path: Path,
+    output: Path,
+    *,
+    allow_dirty: bool,
+    on_progress: ProgressCallback | None = None,
+    allowed_secrets: frozenset[str] = frozenset(),
+) -> FreezeResult:
+    """Write OUTPUT/Dockerfile, OUTPUT/environment.Dockerfile and OUTPUT/manifest.json (and the lock, when
+    the experiment has none).
+
+    Nothing is written outside ``output``, and nothing at all unless every step succeeded.
+    """
+    from repropack.image.dockerfile import render_dockerfile, render_environment
+
+    spec = load_spec(spec_path)
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"--output {output} is a file, not a folder.", hint="Name a folder (it is created if missing).")
+    try:
+        engine: Engine | None = Engine.connect()
+    except EnvironmentProblem:
+        engine = None  # a dry run needs no engine; the base is then recorded by reference only
+    with tempfile.TemporaryDirectory(prefix="repropack-freeze-") as scratch:
+        scratch_lock = Path(scratch) / spec.lockfile.name
+        frozen = freeze(
+            spec,
+            allow_dirty=allow_dirty,
+            engine=engine,
+            lock_missing_to=scratch_lock,
+            on_progress=on_progress,
+            allowed_secrets=allowed_secrets,
+        )
+        dockerfile = render_dockerfile(frozen)
+        written = ["Dockerfile", "environment.Dockerfile", "manifest.json"]
+        if frozen.lock_created:
+            output.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(scratch_lock, output / f".{scratch_lock.name}.tmp")
+            (output / f".{scratch_lock.name}.tmp").replace(output / scratch_lock.name)
+            written.append(scratch_lock.name)
+        atomic_write(output / "manifest.json", frozen.manifest_bytes)
+        atomic_write(output / "Dockerfile", dockerfile.encode())
+        atomic_write(output / "environment.Dockerfile", render_environment(frozen).encode())
+    return FreezeResult(
+        output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None, frozen.hash_stats
+    )

@@ -1,0 +1,232 @@
+"""Run an image's command on the local engine: mounts, output folder, GPU, overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repropack.engine import OPEN, Engine, Mount, OutputCap, Sandbox
+from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT, OutputTooLarge
+from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
+from repropack.image.embedded import ImageManifest
+from repropack.run.output_folder import read_record
+
+RUNTIME_ERRORS: dict[int, type[ReproError]] = {
+    1: NotReproduced,
+    2: BadInput,
+    3: EnvironmentProblem,
+    4: CommandFailed,
+}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run. Made before any engine is contacted, so it checks what it can on its own."""
+
+    command: str | None = None
+    data: tuple[str, ...] = ()  # NAME=PATH
+    sets: tuple[str, ...] = ()  # KEY=VALUE
+    seed: int | None = None
+    timeout: float | None = None
+    gpus: bool = False
+    sandbox: Sandbox = OPEN
+    max_output: int = DEFAULT_MAX_OUTPUT  # bytes the run may add to the output folder
+
+    def __post_init__(self) -> None:
+        parse_data(self.data)
+        parse_sets(self.sets)
+
+
+def parse_data(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """``--data NAME=PATH`` options -> name -> absolute host path; the syntax and the path are checked here,
+    the name against the image's manifest later (:func:`data_mounts`)."""
+    given: dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise BadInput(f"--data takes NAME=PATH (for example --data points=./data/points.csv), not '{pair}'.")
+        if name in given:
+            raise BadInput(f"--data {name} is given twice.", hint="Give each dataset once.")
+        host = Path(path).expanduser().resolve()
+        if not host.exists():
+            raise BadInput(
+                f"--data {name}: {path} does not exist.", hint="Check the path (it is relative to the current folder)."
+            )
+        given[name] = host
+    return given
+
+
+def parse_sets(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``--set KEY=VALUE`` options -> (key, value) pairs; a key is a dotted path like model.hidden."""
+    result = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or any(not part.strip() for part in key.split(".")):
+            raise BadInput(
+                f"--set takes KEY=VALUE (for example --set epochs=5 or --set model.hidden=32), not '{item}'."
+            )
+        result.append((key, value))
+    return result
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    command: str
+    output: Path
+    metrics: dict[str, float]
+    record: dict[str, Any]
+
+
+def default_command(manifest: dict[str, Any], preferred: tuple[str, ...]) -> str:
+    commands = manifest["commands"]
+    for name in preferred:
+        if name in commands:
+            return name
+    return str(sorted(commands)[0])
+
+
+def data_mounts(manifest: dict[str, Any], pairs: tuple[str, ...]) -> list[Mount]:
+    """Read-only mounts for ``--data NAME=PATH``; every not-embedded dataset needs one."""
+    datasets = manifest["datasets"]
+    given = parse_data(pairs)
+    for name in given:
+        if name not in datasets:
+            raise BadInput(
+                f"--data {name}: the experiment has no dataset '{name}' "
+                f"(it has: {', '.join(sorted(datasets)) or 'none'}).",
+                hint="Use one of those names.",
+            )
+    mounts = []
+    for name, record in sorted(datasets.items()):
+        if name not in given:
+            if not record["embed"]:
+                raise BadInput(f"The dataset '{name}' is not in the image; say where it is with --data {name}=PATH.")
+            continue
+        host = given[name]
+        if record["kind"] == "file":
+            if host.is_dir():
+                host = host / Path(record["path"]).name
+                if not host.is_file():  # Docker would mount an empty folder made in its place
+                    raise BadInput(
+                        f"--data {name}: {given[name]} holds no {host.name}, the file the dataset is.",
+                        hint=f"Name the file itself: --data {name}=PATH/{host.name}.",
+                    )
+            mounts.append(Mount(str(host), record["path"]))
+        else:
+            if not host.is_dir():
+                raise BadInput(
+                    f"--data {name}: {host} is a file, but the dataset is a folder.",
+                    hint=f"Name the folder that holds its files: --data {name}=FOLDER.",
+                )
+            mounts.append(Mount(str(host), record["mount"]))
+    return mounts
+
+
+def check_request(manifest: dict[str, Any], request: RunRequest) -> tuple[str, list[Mount]]:
+    """The command to run and the data mounts, checked against the image's manifest; nothing is touched."""
+    command = request.command or default_command(manifest, ("train",))
+    if command not in manifest["commands"]:
+        raise BadInput(
+            f"The image has no command '{command}' (it has: {', '.join(sorted(manifest['commands']))}).",
+            hint="Name one of those.",
+        )
+    check_sets(manifest, request.sets)
+    return command, data_mounts(manifest, request.data)
+
+
+def check_sets(manifest: dict[str, Any], items: tuple[str, ...]) -> None:
+    """Each ``--set`` key names a value of the image's JSON config (the runtime checks again, inside)."""
+    pairs = parse_sets(items)
+    if not pairs:
+        return
+    config = manifest.get("config")
+    if not config or not str(config.get("file", "")).endswith(".json"):
+        raise BadInput(
+            "--set changes values in the experiment's JSON config, and this experiment has none.",
+            hint="Drop --set, or give the experiment a config.json.",
+        )
+    try:
+        data = json.loads(config["content"])
+    except (KeyError, TypeError, ValueError):
+        return  # not ours to judge here: the image's runtime reports it
+    for key, _value in pairs:
+        node: Any = data
+        *sections, last = key.split(".")
+        for part in sections:
+            if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+                raise BadInput(
+                    f"--set {key}: '{part}' is not a section of {config['file']}.",
+                    hint="Name a key that is in the config (see repropack inspect IMAGE).",
+                )
+            node = node[part]
+        if not isinstance(node, dict) or last not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            raise BadInput(
+                f"--set {key}: {config['file']} has no key '{last}' (it has: {known}).",
+                hint="--set changes existing values; it does not add keys.",
+            )
+
+
+def run_image(
+    engine: Engine,
+    image: ImageManifest,
+    request: RunRequest,
+    output: Path,
+    on_line: Callable[[str], None],
+) -> RunOutcome:
+    manifest = image.manifest
+    command, mounts = check_request(manifest, request)  # every argument is checked before anything is written
+    if output.exists() and not output.is_dir():
+        raise BadInput(f"--output {output} is a file, not a folder.", hint="Name a folder (it is created if missing).")
+    output.mkdir(parents=True, exist_ok=True)
+    folder = output.resolve()
+    mounts.append(Mount(str(folder), manifest["layout"]["output"], read_only=False))
+    args = [command]
+    for item in request.sets:
+        args += ["--set", item]
+    if request.seed is not None:
+        args += ["--seed", str(request.seed)]
+    if request.timeout is not None:
+        args += ["--timeout", str(request.timeout)]
+    result = engine.run(
+        image.image_id,
+        args,
+        mounts=mounts,
+        environment={},
+        user=f"{os.getuid()}:{os.getgid()}",
+        gpus=request.gpus,
+        on_line=on_line,
+        sandbox=request.sandbox,
+        output_cap=OutputCap(folder, request.max_output),
+    )
+    if result.output_exceeded:
+        raise OutputTooLarge(request.max_output)
+    record = _read_json(folder, "run.json")
+    if result.exit_code != 0:
+        error = RUNTIME_ERRORS.get(result.exit_code, CommandFailed)
+        last = next((line for line in reversed(result.output_tail) if line.strip()), "")
+        reason = "it was killed for using too much memory" if result.oom_killed else last
+        raise error(
+            f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: {reason}"
+        )
+    metrics = _read_json(folder, "metrics.json")
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return RunOutcome(command, output, numbers, record)
+
+
+def _read_json(folder: Path, name: str) -> dict[str, Any]:
+    """A JSON object the run left in /output: {} when missing or not an object; refused (exit 4) when it
+    is not a regular file of sane size (:func:`repropack.run.output_folder.read_record`)."""
+    data = read_record(folder, name)
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return {}
+    return value if isinstance(value, dict) else {}

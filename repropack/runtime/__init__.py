@@ -1,0 +1,17 @@
+"""The runtime files repropack puts in every image, read from the installed package."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+# path in the image's /repro/runtime/ -> file of the repropack.runtime package
+RUNTIME_FILES = {
+    "entrypoint.py": "entrypoint.py",
+    "hooks/sitecustomize.py": "sitecustomize.py",
+    "layout.py": "layout.py",
+}
+
+
+def runtime_sources() -> dict[str, bytes]:
+    package = resources.files("repropack.runtime")
+    return {target: package.joinpath(source).read_bytes() for target, source in RUNTIME_FILES.items()}

@@ -1,0 +1,140 @@
+"""Verify: is the image what its manifest says, and do its metrics come back within tolerance?
+
+Integrity comes first and runs nothing from the image; only when every check holds does the
+experiment's command run (sandboxed by default), once per seed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from repropack.engine import STRICT, Engine, Sandbox
+from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT
+from repropack.image.embedded import load_image_manifest
+from repropack.manifest.paper import paper_manifest_digest
+from repropack.run.local import RunRequest, check_request, default_command, run_image
+from repropack.run.output_folder import scratch_folder
+from repropack.verify.integrity import Check, IntegrityCache, image_checks, manifest_checks
+from repropack.verify.source import source_check
+from repropack.verify.targets import binding_checks, resolve_target
+
+# Tolerances are written as decimals (0.02) that floats only approximate: a difference equal to the
+# tolerance as written must pass, so the comparison allows a few units in the last place.
+ROUNDING_SLACK = 1e-9
+RUN_FIELDS = ("device", "gpu", "host", "python", "torch", "packages", "settings")
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    command: str | None = None
+    seeds: tuple[int, ...] = ()
+    data: tuple[str, ...] = ()
+    gpus: bool = False
+    sandbox: Sandbox = STRICT
+    cache: bool = True  # reuse passing file and package checks of an earlier verify of the same image id
+    source: str | None = None  # --source: a git repository whose commit the image's code must be
+    max_output: int = DEFAULT_MAX_OUTPUT  # --max-output: bytes one run may write to /output
+
+
+def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per metric: expected, actual, tolerance and whether |actual - value| <= abs_tol + rel_tol*|value|."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, spec in sorted(expected.items()):
+        value = float(spec["value"])
+        tolerance = float(spec["abs_tol"]) + float(spec["rel_tol"]) * abs(value)
+        got = actual.get(name)
+        difference = abs(got - value) if got is not None else None
+        results[name] = {
+            "expected": value,
+            "actual": got,
+            "abs_tol": spec["abs_tol"],
+            "rel_tol": spec["rel_tol"],
+            "tolerance": tolerance,
+            "difference": difference,
+            "passed": difference is not None and difference <= tolerance * (1 + ROUNDING_SLACK) + 1e-15,
+        }
+    return results
+
+
+def aggregate(runs: list[dict[str, float]], names: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Means over the runs of each metric, and per metric its values and standard deviation."""
+    means: dict[str, float] = {}
+    spread: dict[str, Any] = {}
+    for name in names:
+        values = [run[name] for run in runs if name in run]
+        if len(values) != len(runs):
+            continue  # missing in some run: reported as not produced
+        means[name] = statistics.fmean(values)
+        spread[name] = {"values": values, "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return means, spread
+
+
+def verify_target(
+    engine: Engine, target: str, options: VerifyOptions, on_line: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run the verification and return the report; ``report['reproduced']`` decides the exit code."""
+    resolved = resolve_target(engine, target)
+    loaded = load_image_manifest(engine, resolved.image)
+    manifest = loaded.manifest
+    # --command and --data are checked against the manifest before the integrity checks read the image.
+    check_request(
+        manifest,
+        RunRequest(command=options.command or default_command(manifest, ("evaluate", "train")), data=options.data),
+    )
+    paper_copy = None
+    checks: list[Check] = []
+    if resolved.paper is not None:
+        paper_copy = {"sha256": paper_manifest_digest(resolved.paper)}
+    checks += binding_checks(engine, resolved, loaded.image_id)
+    checks += manifest_checks(loaded.label_digest, manifest, paper_copy)
+    # --source compares the manifest's code with git only (nothing from the image runs); reported last.
+    source = [source_check(options.source, manifest)] if options.source is not None else []
+    if all(check.passed for check in checks):
+        cache = IntegrityCache.default() if options.cache else None
+        checks += image_checks(engine, loaded.image_id, manifest, cache=cache)
+    checks += source
+    report: dict[str, Any] = {
+        # a paper manifest is named by its file name: reports hold no host paths
+        "target": Path(target).name if resolved.paper is not None else target,
+        "image": resolved.image,
+        "reference": resolved.reference,
+        "image_id": loaded.image_id,
+        "manifest_digest": loaded.digest,
+        "integrity": {c.name: c.as_dict() for c in checks},
+        "metrics": {},
+        "reproduced": False,
+    }
+    if not all(check.passed for check in checks):
+        return report
+    command = options.command or default_command(manifest, ("evaluate", "train"))
+    report["command"] = command
+    seeds: list[int | None] = list(options.seeds) or [None]
+    runs: list[dict[str, Any]] = []
+    request = RunRequest(
+        command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox, max_output=options.max_output
+    )
+    for seed in seeds:
+        with scratch_folder("repropack-verify-") as scratch:
+            outcome = run_image(engine, loaded, replace(request, seed=seed), scratch, on_line)
+        runs.append(
+            {
+                "seed": outcome.record.get("seed"),
+                "metrics": outcome.metrics,
+                "duration_s": outcome.record.get("duration_s"),
+                "record": outcome.record,
+            }
+        )
+    expected = manifest["metrics"]["expected"]
+    means, spread = aggregate([run["metrics"] for run in runs], sorted(expected))
+    metrics = compare_metrics(expected, means)
+    for name, extra in spread.items():
+        metrics[name].update(extra)
+    report["metrics"] = metrics
+    report["runs"] = [{k: v for k, v in run.items() if k != "record"} for run in runs]
+    report["run"] = {key: runs[0]["record"].get(key) for key in RUN_FIELDS}
+    report["reproduced"] = all(m["passed"] for m in metrics.values())
+    return report
