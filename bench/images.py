@@ -254,7 +254,8 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
     from repropack.freeze import freeze
     from repropack.freeze.wheelhouse import ensure_wheels
     from repropack.image.context import write_environment_context, write_image_context
-    from repropack.image.dockerfile import render_dockerfile, render_environment
+    from repropack.image.dockerfile import render_dockerfiles
+    from repropack.manifest.seal import seal_frozen
     from repropack.spec import load_spec
 
     loaded = load_spec(spec)
@@ -263,17 +264,18 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
     except EnvironmentProblem:
         engine = None
     with tempfile.TemporaryDirectory(prefix=PREFIX) as scratch:
-        frozen = freeze(loaded, allow_dirty=False, engine=engine, lock_missing_to=Path(scratch) / "x.lock")
+        frozen = seal_frozen(freeze(loaded, allow_dirty=False, engine=engine, lock_missing_to=Path(scratch) / "x.lock"))
+        dockerfiles = render_dockerfiles(frozen)
         total = 0
         parts: dict[str, int] = {}
         # Each build sends the image's context; the environment's (lock and wheels) is sent once per lock.
         for kind in ("image", "environment"):
             with tempfile.TemporaryFile(dir=scratch) as out:
                 if kind == "image":
-                    write_image_context(frozen, render_dockerfile(frozen), out)
+                    write_image_context(frozen, dockerfiles.image, out)
                 else:
                     lockfile = frozen.lock.path.read_bytes()
-                    write_environment_context(render_environment(frozen), lockfile, ensure_wheels(frozen.lock), out)
+                    write_environment_context(dockerfiles.environment, lockfile, ensure_wheels(frozen.lock), out)
                 if kind == "image":
                     total = out.tell()
                 out.seek(0)

@@ -1,10 +1,12 @@
-"""Freeze: turn every moving part of an experiment into a pinned fact, and seal them in a manifest."""
+"""Freeze: turn every moving part of an experiment into a pinned fact (code commit and tree, lockfile,
+base image by digest, config, every dataset file's sha256). Sealing the facts into a manifest is the
+next stage (:mod:`repropack.manifest.seal`). May import spec, checksums, bases, engine and the shared
+top-level modules; never manifest, image or anything above."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from repropack.checksums.hashing import HashStats, ProgressCallback
 from repropack.engine import Engine
@@ -26,9 +28,6 @@ class Frozen:
     base: ResolvedBase
     config: FrozenConfig | None
     datasets: dict[str, FrozenDataset]
-    manifest: dict[str, Any]
-    manifest_bytes: bytes
-    digest: str
 
     @property
     def hash_stats(self) -> HashStats:
@@ -63,8 +62,6 @@ def freeze(
     ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets (all of them: the
     counts run on from one dataset to the next).
     """
-    from repropack.manifest.seal import build_manifest, seal
-
     code = snapshot(spec.root, allow_dirty=allow_dirty, exclude=tuple(d.path for d in spec.datasets.values()))
     refuse_secrets("in the experiment's code", [f.path for f in code.files], allowed_secrets)
     if spec.config is not None:
@@ -77,9 +74,7 @@ def freeze(
         prefix = _relative(ds.host_root(), spec.root)
         lead = "" if prefix == "." else prefix + "/"
         refuse_secrets(f"in the dataset '{ds.name}'", [lead + rel for rel in ds.contents.names], allowed_secrets)
-    document = build_manifest(spec, code, lock, base, config, datasets)
-    data, digest = seal(document)
-    return Frozen(spec, code, lock, created, base, config, datasets, document, data, digest)
+    return Frozen(spec, code, lock, created, base, config, datasets)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,5 +1,5 @@
-"""The build pipeline: spec -> freeze -> render -> the environment image (once per lockfile and base) ->
-context -> engine build -> tag.
+"""The build pipeline, one step after the other: spec -> freeze -> seal the manifest -> render the two
+Dockerfiles -> the environment image (once per lockfile and base) -> context -> engine build -> tag.
 
 Also the dry run (``freeze``), which writes the two Dockerfiles and the manifest and needs no Docker engine.
 """
@@ -20,6 +20,8 @@ from repropack.errors import BadInput, EnvironmentProblem
 from repropack.files import atomic_write
 from repropack.freeze import Frozen, freeze
 from repropack.image.context import write_environment_context, write_image_context
+from repropack.image.dockerfile import Dockerfiles, render_dockerfiles
+from repropack.manifest.seal import seal_frozen
 from repropack.spec import NAME_COMPONENT, TAG_NAME, load_spec
 
 
@@ -75,8 +77,6 @@ def build_image(
 
     Tagging is the commit point: ``before_tag`` runs just before it (the command line stops taking Ctrl-C
     there, so that an interrupted build never exits non-zero with its tag in place)."""
-    from repropack.image.dockerfile import render_dockerfile
-
     spec = load_spec(spec_path)
     if tag is not None:
         check_tag(tag)
@@ -95,6 +95,8 @@ def build_image(
         on_progress=on_progress,
         allowed_secrets=allowed_secrets,
     )
+    sealed = seal_frozen(frozen)
+    dockerfiles = render_dockerfiles(sealed)
     if engine is None:
         assert unreachable is not None
         raise unreachable
@@ -103,33 +105,31 @@ def build_image(
             f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
             "commit it with the experiment"
         )
-    ensure_environment(engine, frozen, on_line)
-    dockerfile = render_dockerfile(frozen)
+    ensure_environment(engine, frozen, dockerfiles, on_line)
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with tempfile.TemporaryFile(prefix="repropack-context-") as context:
-        write_image_context(frozen, dockerfile, context)
+        write_image_context(sealed, dockerfiles.image, context)
         context.seek(0)
         image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
     final_tag = tag or default_tag(frozen)
     before_tag()
     engine.tag(image_id, final_tag)
-    return BuildResult(image_id, final_tag, frozen.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
+    return BuildResult(image_id, final_tag, sealed.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
 
 
-def ensure_environment(engine: Engine, frozen: Frozen, on_line: Callable[[str], None]) -> str:
+def ensure_environment(engine: Engine, frozen: Frozen, dockerfiles: Dockerfiles, on_line: Callable[[str], None]) -> str:
     """The image holding the locked environment, built (and tagged, once complete) when missing.
 
     It is keyed by a digest of the lockfile, the base and the recipe, so a code edit reuses it and the
     wheels are neither downloaded nor sent to the engine again."""
     from repropack.freeze.wheelhouse import ensure_wheels
-    from repropack.image.dockerfile import environment_tag, render_environment
 
-    tag = environment_tag(frozen)
+    tag = dockerfiles.environment_tag
     if engine.image_id(tag) is not None:
         return tag
     wheels = ensure_wheels(frozen.lock)
     with tempfile.TemporaryFile(prefix="repropack-environment-") as context:
-        write_environment_context(render_environment(frozen), frozen.lock.path.read_bytes(), wheels, context)
+        write_environment_context(dockerfiles.environment, frozen.lock.path.read_bytes(), wheels, context)
         context.seek(0)
         image_id = engine.build(context, {"io.repropack.environment.lock": f"sha256:{frozen.lock.sha256}"}, on_line)
     engine.tag(image_id, tag)
@@ -149,8 +149,6 @@ def freeze_to(
 
     Nothing is written outside ``output``, and nothing at all unless every step succeeded.
     """
-    from repropack.image.dockerfile import render_dockerfile, render_environment
-
     spec = load_spec(spec_path)
     if output.exists() and not output.is_dir():
         raise BadInput(f"--output {output} is a file, not a folder.", hint="Name a folder (it is created if missing).")
@@ -168,16 +166,17 @@ def freeze_to(
             on_progress=on_progress,
             allowed_secrets=allowed_secrets,
         )
-        dockerfile = render_dockerfile(frozen)
+        sealed = seal_frozen(frozen)
+        dockerfiles = render_dockerfiles(sealed)
         written = ["Dockerfile", "environment.Dockerfile", "manifest.json"]
         if frozen.lock_created:
             output.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(scratch_lock, output / f".{scratch_lock.name}.tmp")
             (output / f".{scratch_lock.name}.tmp").replace(output / scratch_lock.name)
             written.append(scratch_lock.name)
-        atomic_write(output / "manifest.json", frozen.manifest_bytes)
-        atomic_write(output / "Dockerfile", dockerfile.encode())
-        atomic_write(output / "environment.Dockerfile", render_environment(frozen).encode())
+        atomic_write(output / "manifest.json", sealed.manifest_bytes)
+        atomic_write(output / "Dockerfile", dockerfiles.image.encode())
+        atomic_write(output / "environment.Dockerfile", dockerfiles.environment.encode())
     return FreezeResult(
-        output, tuple(sorted(written)), frozen.digest, frozen.base.image_id is not None, frozen.hash_stats
+        output, tuple(sorted(written)), sealed.digest, frozen.base.image_id is not None, frozen.hash_stats
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from repropack.errors import BadInput, EnvironmentProblem
-from repropack.freeze import Frozen
+from repropack.manifest.seal import Sealed
 from repropack.runtime import runtime_sources
 
 EPOCH = 315532800  # 1980-01-01, the earliest time a zip or wheel can hold; any fixed value would do
@@ -49,7 +49,7 @@ def environment_entries(dockerfile: str, lockfile: bytes, wheels: dict[str, Path
         yield f"wheels/{path.name}", path, 0o644
 
 
-def image_entries(frozen: Frozen, dockerfile: str) -> Iterator[Entry]:
+def image_entries(frozen: Sealed, dockerfile: str) -> Iterator[Entry]:
     """The experiment image's context: runtime, data, code, config, dataset indexes and manifest."""
     yield "Dockerfile", dockerfile.encode(), 0o644
     yield "manifest.json", frozen.manifest_bytes, 0o644
@@ -67,7 +67,7 @@ def image_entries(frozen: Frozen, dockerfile: str) -> Iterator[Entry]:
         yield f"datasets/{ds.name}.sha256sums", ds.index(), 0o644
 
 
-def write_image_context(frozen: Frozen, dockerfile: str, out: IO[bytes]) -> None:
+def write_image_context(frozen: Sealed, dockerfile: str, out: IO[bytes]) -> None:
     """The experiment image's context. Embedded data is hashed again as it is copied: a file that
     changed after it was frozen is refused rather than shipped under its old hash."""
     expected = {

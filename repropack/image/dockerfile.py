@@ -1,11 +1,12 @@
-"""Render: the frozen experiment as a Dockerfile, through the Jinja2 template in templates/.
-
-The template only formats; every value is computed here. Same manifest => byte-identical Dockerfile.
+"""The sealed experiment as its two Dockerfiles (the image's and its environment's), through the Jinja2
+templates in templates/. The templates only format; every value is computed here, the environment tag
+once. Same manifest => byte-identical Dockerfiles.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -14,6 +15,7 @@ import jinja2
 from repropack import __version__
 from repropack.canonical import sha256_hex
 from repropack.freeze import Frozen
+from repropack.manifest.seal import Sealed
 from repropack.runtime import layout
 from repropack.runtime.layout import ENTRYPOINT, IMAGE_ENV
 
@@ -37,7 +39,7 @@ def manifest_labels(manifest: dict[str, Any]) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def image_labels(frozen: Frozen) -> dict[str, str]:
+def image_labels(frozen: Sealed) -> dict[str, str]:
     return manifest_labels({**frozen.manifest, "sha256": frozen.digest})
 
 
@@ -61,22 +63,34 @@ def environment_tag(frozen: Frozen) -> str:
     return f"{ENVIRONMENT_REPOSITORY}:{digest[:32]}"
 
 
-def render_environment(frozen: Frozen) -> str:
+@dataclass(frozen=True)
+class Dockerfiles:
+    image: str  # the image's Dockerfile
+    environment: str  # environment.Dockerfile: the locked packages, built once per lockfile and base
+    environment_tag: str  # the local tag of the environment image, which the image's Dockerfile copies from
+
+
+def render_dockerfiles(sealed: Sealed) -> Dockerfiles:
+    tag = environment_tag(sealed)
+    return Dockerfiles(_render_image(sealed, tag), _render_environment(sealed, tag), tag)
+
+
+def _render_environment(frozen: Frozen, tag: str) -> str:
     return _template(ENVIRONMENT_TEMPLATE).render(
         version=__version__,
         layout=layout,
         lock_sha256=frozen.lock.sha256,
         base_from=frozen.base.from_line,
         setup=list(frozen.base.setup),
-        tag=environment_tag(frozen),
+        tag=tag,
     )
 
 
-def render_dockerfile(frozen: Frozen) -> str:
+def _render_image(frozen: Sealed, tag: str) -> str:
     return _template("Dockerfile.j2").render(
         version=__version__,
         layout=layout,
-        environment=environment_tag(frozen),
+        environment=tag,
         digest=frozen.digest,
         base_from=frozen.base.from_line,
         setup=list(frozen.base.setup),

@@ -7,12 +7,14 @@ names or times of day: the same inputs give the same bytes.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from typing import Any
 
 from repropack import __version__
 from repropack.canonical import canonical_json, sha256_hex
 from repropack.checksums.index import FileDigest, tree_digest
 from repropack.errors import BadInput
+from repropack.freeze import Frozen
 from repropack.freeze.base_image import ResolvedBase
 from repropack.freeze.code import CodeSnapshot
 from repropack.freeze.config import FrozenConfig
@@ -124,6 +126,23 @@ def seal(document: dict[str, Any]) -> tuple[bytes, str]:
     """The canonical bytes of the manifest with its own digest added, and that digest."""
     digest = digest_of(document)
     return canonical_json({**document, "sha256": digest}), digest
+
+
+@dataclass(frozen=True)
+class Sealed(Frozen):
+    """A frozen experiment with its manifest sealed: what the image is rendered and built from."""
+
+    manifest: dict[str, Any]  # the document, without its own digest
+    manifest_bytes: bytes  # its canonical bytes, the digest added: /repro/manifest.json
+    digest: str
+
+
+def seal_frozen(frozen: Frozen) -> Sealed:
+    """The one place a build seals its manifest."""
+    document = build_manifest(frozen.spec, frozen.code, frozen.lock, frozen.base, frozen.config, frozen.datasets)
+    data, digest = seal(document)
+    facts = {f.name: getattr(frozen, f.name) for f in fields(Frozen)}
+    return Sealed(**facts, manifest=document, manifest_bytes=data, digest=digest)
 
 
 def parse_manifest(data: bytes, source: str, *, check_digest: bool = True) -> dict[str, Any]:

@@ -82,14 +82,16 @@ def experiment(make_experiment: MakeExperiment) -> Experiment:
 def freeze_experiment(tmp_path: Path) -> Callable[..., Any]:
     """Freeze an experiment without a Docker engine (the base is then recorded by reference)."""
     from repropack.freeze import freeze
+    from repropack.manifest.seal import seal_frozen
 
     def run(experiment: Experiment, *, allow_dirty: bool = False) -> Any:
-        return freeze(
+        frozen = freeze(
             experiment.load(),
             allow_dirty=allow_dirty,
             engine=None,
             lock_missing_to=tmp_path / "scratch" / "requirements.lock",
         )
+        return seal_frozen(frozen)
 
     return run
 

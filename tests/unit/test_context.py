@@ -14,7 +14,7 @@ from unit_factories import Experiment, MakeExperiment
 
 from repropack.errors import BadInput
 from repropack.image.context import EPOCH, write_environment_context, write_image_context
-from repropack.image.dockerfile import render_dockerfile, render_environment
+from repropack.image.dockerfile import render_dockerfiles
 from repropack.runtime import runtime_sources
 
 Freeze = Callable[..., Any]
@@ -41,9 +41,9 @@ def context_bytes(frozen: Any, wheels: dict[str, Path] | None = None) -> bytes:
     """The image's context; with ``wheels``, the environment image's context instead."""
     out = io.BytesIO()
     if wheels is None:
-        write_image_context(frozen, render_dockerfile(frozen), out)
+        write_image_context(frozen, render_dockerfiles(frozen).image, out)
     else:
-        write_environment_context(render_environment(frozen), frozen.lock.path.read_bytes(), wheels, out)
+        write_environment_context(render_dockerfiles(frozen).environment, frozen.lock.path.read_bytes(), wheels, out)
     return out.getvalue()
 
 
@@ -125,12 +125,12 @@ def test_context_contents(
 ) -> None:
     frozen = freeze_experiment(experiment)
     environment = context_bytes(frozen, make_wheels(numpy=b"the wheel"))
-    assert read_member(environment, "Dockerfile") == render_environment(frozen).encode()
+    assert read_member(environment, "Dockerfile") == render_dockerfiles(frozen).environment.encode()
     assert read_member(environment, "requirements.lock") == experiment.lockfile.read_bytes()
     assert read_member(environment, "wheels/numpy-1.0-py3-none-any.whl") == b"the wheel"
     data = context_bytes(frozen)
     assert read_member(data, "manifest.json") == frozen.manifest_bytes
-    assert read_member(data, "Dockerfile") == render_dockerfile(frozen).encode()
+    assert read_member(data, "Dockerfile") == render_dockerfiles(frozen).image.encode()
     assert read_member(data, "data/points/points.csv") == (experiment.folder / "data" / "points.csv").read_bytes()
     assert read_member(data, "runtime/entrypoint.py") == runtime_sources()["entrypoint.py"]
 

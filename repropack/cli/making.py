@@ -1,0 +1,140 @@
+"""Commands that make things: ``base list``, ``base build``, ``lock``, ``freeze`` and ``build``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from repropack.cli.app import DirtyOpt, JsonOpt, SecretOpt, SpecArg, app, base_app, print_json, say
+
+
+@base_app.command("list")
+def base_list(as_json: JsonOpt = False) -> None:
+    """List the base image catalog."""
+    from repropack.bases.catalog import load_catalog
+
+    catalog = load_catalog()
+    if as_json:
+        print_json(
+            {
+                name: {"reference": b.reference, "python": b.python, "cuda": b.cuda, "local": bool(b.recipe)}
+                for name, b in catalog.items()
+            }
+        )
+        return
+    for name, b in sorted(catalog.items()):
+        where = "made locally: repropack base build " + name if b.recipe else b.reference
+        print(f"{name:<32} python {b.python:<5} cuda {b.cuda or '-':<5} {where}")
+
+
+@base_app.command("build")
+def base_build(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A catalog name, e.g. debian-bookworm.")],
+) -> None:
+    """Make a local base image from Debian's packages (no registry needed)."""
+    from repropack.bases.build import build_base
+
+    image_id = build_base(name, on_line=say)
+    print(image_id)
+
+
+@app.command()
+def lock(
+    spec: SpecArg,
+    upgrade: Annotated[bool, typer.Option("--upgrade", help="Resolve afresh instead of keeping current pins.")] = False,
+) -> None:
+    """Write the hash-pinned lockfile (pip-compile --generate-hashes) beside experiment.yaml."""
+    from repropack.freeze.lockfile import lock_experiment
+
+    result = lock_experiment(spec, upgrade=upgrade)
+    print(f"{result.path.name}: {result.message}")
+
+
+@app.command(name="freeze")
+def freeze_command(
+    spec: SpecArg,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Folder for the Dockerfiles and manifest.json.")
+    ],
+    allow_dirty: DirtyOpt = False,
+    allow_secret: SecretOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: write OUTPUT/Dockerfile and OUTPUT/manifest.json; needs no Docker engine."""
+    from repropack.cli.progress import HashMeter
+    from repropack.image.build import freeze_to
+
+    meter = HashMeter(enabled=not as_json and sys.stderr.isatty(), write=say)
+    result = freeze_to(
+        spec, output, allow_dirty=allow_dirty, on_progress=meter.update, allowed_secrets=frozenset(allow_secret or ())
+    )
+    meter.done()
+    if as_json:
+        print_json(
+            {
+                "output": str(output),
+                "files": list(result.files),
+                "manifest_digest": result.manifest_digest,
+                "hashed": asdict(result.hashed),
+            }
+        )
+        return
+    if not result.base_resolved:
+        say("note: no Docker engine reachable; the base image is recorded by reference, not by image id")
+    print(f"wrote {', '.join(result.files)} to {output} (manifest sha256:{result.manifest_digest})")
+
+
+def _ignore_interrupts() -> None:
+    """From here on the command finishes what it started: Ctrl-C (SIGINT) no longer stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@app.command()
+def build(
+    spec: SpecArg,
+    as_json: JsonOpt = False,
+    allow_dirty: DirtyOpt = False,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="NAME:TAG", help="NAME:TAG for the image.")] = None,
+    allow_secret: SecretOpt = None,
+) -> None:
+    """Freeze the experiment and build its image on the Docker engine."""
+    from repropack.cli.progress import HashMeter
+    from repropack.image.build import build_image
+
+    quiet = as_json or not sys.stderr.isatty()
+    meter = HashMeter(enabled=not quiet, write=say)
+
+    def on_line(text: str) -> None:
+        meter.done()  # the hashing summary, once, before the first build step
+        if not quiet:
+            say(text)
+
+    result = build_image(
+        spec,
+        allow_dirty=allow_dirty,
+        tag=tag,
+        on_line=on_line,
+        on_note=(lambda line: None) if as_json else say,
+        on_progress=meter.update,
+        allowed_secrets=frozenset(allow_secret or ()),
+        before_tag=_ignore_interrupts,
+    )
+    meter.done()
+    if as_json:
+        print_json(
+            {
+                "image": result.image_id,
+                "tag": result.tag,
+                "manifest_digest": f"sha256:{result.manifest_digest}",
+                "lockfile": result.lockfile,
+                "lock_created": result.lock_created,
+                "hashed": asdict(result.hashed),
+            }
+        )
+        return
+    print(f"built {result.tag} ({result.image_id[:19]}), manifest sha256:{result.manifest_digest}")
