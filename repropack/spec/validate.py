@@ -1,4 +1,4 @@
-"""Validating a loaded experiment.yaml against version 1 of the format: every problem at once, with its line."""
+"""Reading and validating an experiment.yaml against version 1 of the format: every problem at once, with its line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from repropack.errors import SpecError
+from repropack.files import read_text
 from repropack.spec.checker import Checker, kind
 from repropack.spec.commands import check_commands, check_metrics
 from repropack.spec.model import (
@@ -24,7 +25,19 @@ from repropack.spec.model import (
     Dataset,
     Spec,
 )
-from repropack.spec.yamldoc import Located
+from repropack.spec.yamldoc import Located, load_yaml
+
+
+def load_spec(path: Path, *, lockfile_may_be_missing: bool = False) -> Spec:
+    """Read, validate and normalize ``path``; raise :class:`SpecError` listing every problem.
+
+    A lockfile the spec names explicitly must exist (``freeze`` and ``build`` only create the default
+    one): a typo there would otherwise make a second lockfile. ``repropack lock`` passes
+    ``lockfile_may_be_missing`` because creating it is its job.
+    """
+    text = read_text(path, "experiment spec")
+    doc = load_yaml(text, path.name)
+    return validate(doc, path.resolve(), lockfile_may_be_missing=lockfile_may_be_missing)
 
 
 def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = False) -> Spec:

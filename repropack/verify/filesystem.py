@@ -1,22 +1,6 @@
-"""What the layers above an image's base change, read from the filesystem a container of it starts with.
-
-The engine's export of a created (never started) container is the image's layers merged, exactly as a
-run sees them, in one tar stream: about three times faster to read than ``docker save``, which writes
-every layer out separately. Set beside the same export of the base (any local image whose layers are
-the first layers of this one: the same layer digests are the same bytes), every path that differs or
-is new is what the upper layers put there, and every base path that is gone was deleted by them. A
-file rewritten by an upper layer with the same content, owner and mode is the base's file, and is
-taken as such.
-
-The engine puts a few files over every container (an empty ``/etc/hosts``, ``/etc/hostname``,
-``/etc/resolv.conf`` and ``/.dockerenv``, ``/etc/mtab`` as a link, ``/dev/console``, the folders
-``/dev``, ``/proc`` and ``/sys``); they are the same in both exports, and what an image puts there is
-hidden from every run, so they are not the image's content.
-
-The base's listing is kept (per engine version and layer digests) in the cache folder, so each base is
-read once. When no local image has the base's layers (an image pulled alone), the caller reads the
-image's own layers instead (:mod:`repropack.verify.layers`).
-"""
+"""What the layers above an image's base change, read from the merged filesystem a created (never
+started) container of it exports, set beside the same export of its local base (cached per engine
+version and layer digests). See docs/architecture.md, "How verify reads an image"."""
 
 from __future__ import annotations
 

@@ -1,21 +1,6 @@
-"""What the image's Python environment must hold, computed from the hash-pinned wheels alone.
-
-The environment recipe (``templates/environment.Dockerfile.j2``) makes ``/repro/venv`` with
-``python3 -m venv --without-pip``, removes the activation scripts, and installs each locked wheel with
-pip (offline, hashes required, ``--no-compile``: no ``.pyc`` is ever written). So every file there is one
-of, and nothing else:
-
-- a file listed in the RECORD of the wheel whose sha256 the lock pins, with the sha256 that RECORD
-  gives (read from the wheel itself, never from the image); a ``NAME.data/scripts`` file with its
-  ``#!python`` line rewritten to the environment's interpreter, as pip does;
-- per distribution, what pip adds to its dist-info: ``INSTALLER`` (``pip``), ``REQUESTED`` (empty) and its
-  own ``RECORD`` (not executed; its content is not checked);
-- a console or GUI script for each entry point of the wheel's ``entry_points.txt``, byte for byte as
-  pip generates it;
-- the venv's own: ``pyvenv.cfg`` (its exact lines), the interpreter links ``bin/python``,
-  ``bin/python3``, ``bin/pythonX.Y``, the ``lib64 -> lib`` link, and the folders ``bin``, ``include``,
-  ``include/pythonX.Y``, ``lib``, ``lib/pythonX.Y``, ``lib/pythonX.Y/site-packages``.
-"""
+"""What the image's Python environment (/repro/venv) must hold, computed from the hash-pinned wheels
+alone: their RECORD files, what pip adds, the console scripts, the venv's own files. See
+docs/architecture.md, "How verify reads an image"."""
 
 from __future__ import annotations
 

@@ -37,15 +37,17 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
+    """The repropack modules ``path`` imports. ``from PACKAGE import MODULE`` is an import of MODULE (the
+    package's __init__ runs first for every import of one of its modules: that is not an edge)."""
+    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("repropack"):
-                found.add(node.module)
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in modules else node.module)
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith("repropack"))
-    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+            found.update(alias.name for alias in node.names)
     return {name for name in found if name in modules} - {_module(path)}
 
 
