@@ -41,13 +41,11 @@ def make_dataset(root: Path) -> tuple[int, int]:
 
 
 def single_thread_hashlib(paths: list[str]) -> float:
-    """The baseline: hashlib.sha256 over every file in one thread, 1 MiB reads (the list made beforehand)."""
+    """The baseline: hashlib.file_digest (sha256) of every file in one thread (the list made beforehand)."""
     start = time.perf_counter()
     for path in paths:
-        digest = hashlib.sha256()
         with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+            hashlib.file_digest(handle, "sha256")
     return time.perf_counter() - start
 
 

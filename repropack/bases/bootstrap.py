@@ -24,6 +24,7 @@ from contextlib import suppress
 from importlib.resources import files
 from pathlib import Path
 
+from repropack.bases import tarball
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.files import atomic_file
 
@@ -317,11 +318,6 @@ def _write_tar_atomically(root: Path, dest: Path, epoch: int) -> None:
             info = tar.gettarinfo(path, arcname)
             if info is None:  # a socket: tar cannot hold one, and an image does not need one
                 continue
-            # Numeric owners only: names would be looked up in the host's passwd, not the image's.
-            info.uname = info.gname = ""
-            info.mtime = min(int(info.mtime), epoch)
-            if info.isreg():
-                with open(path, "rb") as content:
-                    tar.addfile(info, content)
-            else:
-                tar.addfile(info)
+            # the files' own numeric owners (debootstrap installs with them), times clamped to the epoch
+            tarball.normalize(info, mtime=epoch, clamp=True, root_owned=False)
+            tarball.add(tar, info, Path(path) if info.isreg() else None)

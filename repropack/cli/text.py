@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from repropack.runtime.records import Manifest
+
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
@@ -46,7 +48,7 @@ def render_verify_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_manifest_summary(manifest: dict[str, Any], image_id: str) -> str:
+def render_manifest_summary(manifest: Manifest, image_id: str) -> str:
     code, deps, base = manifest["code"], manifest["dependencies"], manifest["base"]
     lines = [
         f"experiment  {manifest['experiment']['name']} (seed {manifest['experiment']['seed']}, "
@@ -58,8 +60,9 @@ def render_manifest_summary(manifest: dict[str, Any], image_id: str) -> str:
         f"base        {base['name'] or '-'} {base['reference']} ({base['image_id'] or 'unresolved'})",
         f"packages    {deps['count']} from {deps['lockfile']} (sha256:{deps['sha256'][:16]}...)",
     ]
-    if manifest.get("config"):
-        lines.append(f"config      {manifest['config']['file']} (sha256:{manifest['config']['sha256'][:16]}...)")
+    config = manifest.get("config")
+    if config:
+        lines.append(f"config      {config['file']} (sha256:{config['sha256'][:16]}...)")
     for name, ds in manifest["datasets"].items():
         where = "embedded" if ds["embed"] else "mounted"
         lines.append(f"dataset     {name}: {ds['files']} files, {where}, sha256:{ds['sha256'][:16]}...")

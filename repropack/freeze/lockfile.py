@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.files import atomic_write, read_text
 from repropack.spec import load_spec
@@ -53,10 +55,6 @@ class Lock:
 
     def versions(self) -> dict[str, str]:
         return {p.name: p.version for p in self.packages}
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def inputs_digest(requirements: Path, python: str) -> str:
@@ -115,7 +113,7 @@ def read_lock(path: Path) -> Lock:
             )
         packages.append(
             LockedPackage(
-                name=normalize(match.group(1)),
+                name=canonicalize_name(match.group(1)),
                 version=match.group(2),
                 hashes=tuple(HASH.findall(match.group(4))),
                 line=line,

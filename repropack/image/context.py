@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from repropack.bases import tarball
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.manifest.seal import Sealed
 from repropack.runtime import runtime_sources
@@ -22,20 +22,8 @@ from repropack.runtime import runtime_sources
 EPOCH = 315532800  # 1980-01-01, the earliest time a zip or wheel can hold; any fixed value would do
 
 
-def _info(name: str, size: int, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = mode
-    info.mtime = EPOCH
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
 def _folder(name: str) -> tarfile.TarInfo:
-    info = _info(name, 0, 0o755)
-    info.type = tarfile.DIRTYPE
-    return info
+    return tarball.member(name, mode=0o755, mtime=EPOCH, folder=True)
 
 
 Entry = tuple[str, bytes | Path, int]  # name in the context, content (bytes, or a file to copy), mode
@@ -104,7 +92,7 @@ def _write(entries: list[Entry], out: IO[bytes], expected: dict[str, str], empty
     folders: set[str] = set()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         for folder in empty_folders:
-            archive.addfile(_folder(folder))
+            tarball.add(archive, _folder(folder))
             folders.add(folder)
         for name, content, mode in entries:
             parts = name.split("/")
@@ -112,15 +100,15 @@ def _write(entries: list[Entry], out: IO[bytes], expected: dict[str, str], empty
                 folder = "/".join(parts[:depth])
                 if folder not in folders:
                     folders.add(folder)
-                    archive.addfile(_folder(folder))
+                    tarball.add(archive, _folder(folder))
             if isinstance(content, bytes):
-                archive.addfile(_info(name, len(content), mode), io.BytesIO(content))
+                tarball.add(archive, tarball.member(name, mode=mode, mtime=EPOCH, size=len(content)), content)
                 continue
             with open(content, "rb") as raw:
                 size = os.fstat(raw.fileno()).st_size
                 reader = _HashingReader(raw)
                 try:
-                    archive.addfile(_info(name, size, mode), reader)
+                    tarball.add(archive, tarball.member(name, mode=mode, mtime=EPOCH, size=size), reader)
                 except OSError:  # tarfile: the file shrank while it was being copied
                     reader.truncated = True
             if reader.truncated and name not in expected:

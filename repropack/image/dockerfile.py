@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import cast
 
 import jinja2
 
@@ -18,13 +18,14 @@ from repropack.freeze import Frozen
 from repropack.manifest.seal import Sealed
 from repropack.runtime import layout
 from repropack.runtime.layout import ENTRYPOINT, IMAGE_ENV
+from repropack.runtime.records import Manifest
 
 LABEL_PREFIX = "io.repropack"
 ENVIRONMENT_TEMPLATE = "environment.Dockerfile.j2"
 ENVIRONMENT_REPOSITORY = "repropack/env"
 
 
-def manifest_labels(manifest: dict[str, Any]) -> dict[str, str]:
+def manifest_labels(manifest: Manifest) -> dict[str, str]:
     """The labels fixed by a sealed manifest (the build adds org.opencontainers.image.created)."""
     labels = {
         "org.opencontainers.image.title": str(manifest["experiment"]["name"]),
@@ -40,7 +41,7 @@ def manifest_labels(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def image_labels(frozen: Sealed) -> dict[str, str]:
-    return manifest_labels({**frozen.manifest, "sha256": frozen.digest})
+    return manifest_labels(cast(Manifest, {**frozen.manifest, "sha256": frozen.digest}))
 
 
 def _quote(value: str) -> str:

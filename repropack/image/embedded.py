@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from repropack.engine import Engine
 from repropack.errors import BadInput
 from repropack.image.dockerfile import LABEL_PREFIX
-from repropack.manifest.seal import parse_manifest
+from repropack.manifest.model import parse_manifest
 from repropack.runtime.layout import MANIFEST
+from repropack.runtime.records import Manifest
 
 DIGEST_LABEL = f"{LABEL_PREFIX}.manifest.digest"
 
@@ -18,7 +18,7 @@ DIGEST_LABEL = f"{LABEL_PREFIX}.manifest.digest"
 class ImageManifest:
     image_id: str
     labels: dict[str, str]
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def digest(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from repropack.canonical import canonical_json
 from repropack.errors import BadInput
 from repropack.manifest.seal import digest_of
+from repropack.runtime.records import Manifest
 
 SCHEMA = "repropack.manifest.paper/v1"
 FORMATS = ("json", "markdown", "latex")
@@ -20,7 +21,7 @@ IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 
-def build_paper(manifest: dict[str, Any], image_id: str, reference: str | None) -> dict[str, Any]:
+def build_paper(manifest: Manifest, image_id: str, reference: str | None) -> dict[str, Any]:
     target = reference or image_id
     return {
         "schema": SCHEMA,
@@ -32,7 +33,7 @@ def build_paper(manifest: dict[str, Any], image_id: str, reference: str | None) 
     }
 
 
-def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
+def summarize(manifest: Manifest) -> dict[str, Any]:
     config = manifest.get("config")
     return {
         "code": {key: manifest["code"][key] for key in ("commit", "folder", "source", "dirty")},

@@ -6,14 +6,12 @@ names or times of day: the same inputs give the same bytes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from typing import Any
 
 from repropack import __version__
 from repropack.canonical import canonical_json, sha256_hex
 from repropack.checksums.index import FileDigest, tree_digest
-from repropack.errors import BadInput
 from repropack.freeze import Frozen
 from repropack.freeze.base_image import ResolvedBase
 from repropack.freeze.code import CodeSnapshot
@@ -25,19 +23,6 @@ from repropack.runtime.layout import ENTRYPOINT, MANIFEST_LAYOUT
 from repropack.spec import Spec
 
 SCHEMA = "repropack.manifest.seal/v1"
-REQUIRED_KEYS = (
-    "base",
-    "code",
-    "commands",
-    "config",
-    "datasets",
-    "dependencies",
-    "experiment",
-    "layout",
-    "metrics",
-    "runtime",
-    "sha256",
-)
 
 
 def build_manifest(
@@ -143,22 +128,3 @@ def seal_frozen(frozen: Frozen) -> Sealed:
     data, digest = seal(document)
     facts = {f.name: getattr(frozen, f.name) for f in fields(Frozen)}
     return Sealed(**facts, manifest=document, manifest_bytes=data, digest=digest)
-
-
-def parse_manifest(data: bytes, source: str, *, check_digest: bool = True) -> dict[str, Any]:
-    """Read a manifest and check its schema and (unless told not to) its self-digest."""
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"{source} is not a repropack manifest: not JSON ({exc}).") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise BadInput(f"{source} is not a repropack manifest (schema {SCHEMA}).")
-    if check_digest and document.get("sha256") != digest_of(document):
-        raise BadInput(f"{source} has been modified: its content does not match its own sha256.")
-    missing = sorted(set(REQUIRED_KEYS) - set(document))
-    if missing:
-        raise BadInput(
-            f"{source} lacks {', '.join(missing)}: it was written by another version of repropack.",
-            hint="Rebuild the image with this version.",
-        )
-    return document

@@ -14,6 +14,7 @@ from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT, OutputTooLarge
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image.embedded import ImageManifest
 from repropack.run.output_folder import read_record
+from repropack.runtime.records import Manifest
 
 RUNTIME_ERRORS: dict[int, type[ReproError]] = {
     1: NotReproduced,
@@ -82,7 +83,7 @@ class RunOutcome:
     record: dict[str, Any]
 
 
-def default_command(manifest: dict[str, Any], preferred: tuple[str, ...]) -> str:
+def default_command(manifest: Manifest, preferred: tuple[str, ...]) -> str:
     commands = manifest["commands"]
     for name in preferred:
         if name in commands:
@@ -90,7 +91,7 @@ def default_command(manifest: dict[str, Any], preferred: tuple[str, ...]) -> str
     return str(sorted(commands)[0])
 
 
-def data_mounts(manifest: dict[str, Any], pairs: tuple[str, ...]) -> list[Mount]:
+def data_mounts(manifest: Manifest, pairs: tuple[str, ...]) -> list[Mount]:
     """Read-only mounts for ``--data NAME=PATH``; every not-embedded dataset needs one."""
     datasets = manifest["datasets"]
     given = parse_data(pairs)
@@ -127,7 +128,7 @@ def data_mounts(manifest: dict[str, Any], pairs: tuple[str, ...]) -> list[Mount]
     return mounts
 
 
-def check_request(manifest: dict[str, Any], request: RunRequest) -> tuple[str, list[Mount]]:
+def check_request(manifest: Manifest, request: RunRequest) -> tuple[str, list[Mount]]:
     """The command to run and the data mounts, checked against the image's manifest; nothing is touched."""
     command = request.command or default_command(manifest, ("train",))
     if command not in manifest["commands"]:
@@ -139,7 +140,7 @@ def check_request(manifest: dict[str, Any], request: RunRequest) -> tuple[str, l
     return command, data_mounts(manifest, request.data)
 
 
-def check_sets(manifest: dict[str, Any], items: tuple[str, ...]) -> None:
+def check_sets(manifest: Manifest, items: tuple[str, ...]) -> None:
     """Each ``--set`` key names a value of the image's JSON config (the runtime checks again, inside)."""
     pairs = parse_sets(items)
     if not pairs:

@@ -6,9 +6,15 @@ from importlib import resources
 
 # path in the image's /repro/runtime/ -> file of the repropack.runtime package
 RUNTIME_FILES = {
+    "command.py": "command.py",
+    "datasets.py": "datasets.py",
     "entrypoint.py": "entrypoint.py",
+    "exits.py": "exits.py",
     "hooks/sitecustomize.py": "sitecustomize.py",
     "layout.py": "layout.py",
+    "manifest.schema.json": "manifest.schema.json",
+    "outputs.py": "outputs.py",
+    "records.py": "records.py",
 }
 
 

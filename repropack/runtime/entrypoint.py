@@ -8,59 +8,45 @@ CPU or GPU, and sets seeds and determinism for the command's processes. After it
 metrics and writes /output/metrics.json and /output/run.json. Its exit codes follow repropack's
 contract: 0 ok, 1 the image's own files differ from its manifest, 2 bad input (arguments, mounted
 data), 3 environment (GPU required but absent, output folder not writable), 4 the command failed.
+
+Its parts are sibling files in /repro/runtime (all shipped and pinned by the manifest): the manifest's
+records and parser (records.py), the dataset check (datasets.py), the command (command.py), the metrics
+and output files (outputs.py), and the exit (exits.py).
 """
 
 from __future__ import annotations
 
-import collections
 import datetime
-import errno
-import hashlib
 import json
 import os
 import platform
 import re
-import shlex
 import shutil
-import signal
-import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
-if __package__:  # imported as repropack.runtime.entrypoint (the host's tests)
-    from repropack.runtime import layout
+if __package__:  # imported as repropack.runtime.entrypoint (on the host)
+    from repropack.runtime import command, datasets, exits, layout, outputs, records
 else:  # run as /repro/runtime/entrypoint.py under python -I, which leaves its own folder off sys.path
     sys.path.insert(0, RUNTIME_DIR)
+    import command  # type: ignore[no-redef, import-not-found]
+    import datasets  # type: ignore[no-redef, import-not-found]
+    import exits  # type: ignore[no-redef, import-not-found]
     import layout  # type: ignore[no-redef, import-not-found]
+    import outputs  # type: ignore[no-redef, import-not-found]
+    import records  # type: ignore[no-redef, import-not-found]
 
-HOOKS_DIR = os.path.join(RUNTIME_DIR, "hooks")
-CUBLAS_WORKSPACE = ":4096:8"
-TAIL_LINES = 20
-METRICS_CAP = 16 << 20
+Stop = exits.Stop
 DETERMINISM_MODES = ("strict", "warn", "off")
 SETTINGS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "REPRO_DETERMINISM", "REPRO_DEVICE")
-# Inherited variables the command never sees: each can make a process load or run other code (the
-# dynamic loader's, Python's, the shells' start-up files, glibc's converters and tunables) or is ours to set.
-DROPPED_PREFIXES = ("PYTHON", "LD_", "REPRO_")
-DROPPED = ("PATH", "BASH_ENV", "ENV", "GCONV_PATH", "GLIBC_TUNABLES", "PERL5OPT", "PERL5LIB", "NODE_OPTIONS")
-
-
-class Stop(Exception):
-    """Ends the run with an exit code and a one-paragraph message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # -- arguments ---------------------------------------------------------------------------------------------
-def parse_args(argv: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+def parse_args(argv: list[str], manifest: records.Manifest) -> dict[str, Any]:
     commands = sorted(manifest["commands"])
     usage = "usage: IMAGE COMMAND [--seed N] [--set KEY=VALUE]... [--timeout SECONDS] [--determinism MODE]"
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -101,98 +87,6 @@ def parse_args(argv: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
         else:
             options["output"] = value
     return options
-
-
-# -- datasets ----------------------------------------------------------------------------------------------
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def list_files(root: str) -> list[str]:
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
-        for name in files:
-            full = os.path.join(folder, name)
-            if os.path.isfile(full):
-                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
-    return sorted(found)
-
-
-def read_index(name: str, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The dataset's index (relative path -> sha256 and size), checked against the manifest's digest."""
-    try:
-        with open(record["index"], "rb") as handle:
-            data = handle.read()
-    except OSError:
-        raise Stop(
-            1,
-            f"The image's index of dataset '{name}' ({record['index']}) is missing: the image was "
-            "modified; do not trust its results.",
-        ) from None
-    if hashlib.sha256(data).hexdigest() != record["sha256"]:
-        raise Stop(
-            1,
-            f"The image's index of dataset '{name}' ({record['index']}) does not match its manifest: "
-            "the image was modified; do not trust its results.",
-        )
-    files: dict[str, dict[str, Any]] = {}
-    for line in layout.index_lines(data):
-        digest, size, path = layout.index_entry(line)
-        files[path] = {"sha256": digest, "size": size}
-    return files
-
-
-def check_dataset(name: str, record: dict[str, Any]) -> str | None:
-    """None when the dataset's files are exactly the manifest's; else what differs."""
-    mount = record["mount"]
-    expected = read_index(name, record)
-    if not os.path.isdir(mount):
-        return f"'{name}' is not there ({mount} is missing)"
-    present = set(list_files(mount))
-    if record["kind"] == "file":  # a mounted single file may sit beside unrelated files
-        present &= set(expected)
-    missing = sorted(set(expected) - present)
-    extra = sorted(present - set(expected))
-    changed = sorted(
-        rel for rel in set(expected) & present if sha256_file(os.path.join(mount, rel)) != expected[rel]["sha256"]
-    )
-    if not (missing or extra or changed):
-        return None
-    parts = []
-    for label, names in (("changed", changed), ("missing", missing), ("extra", extra)):
-        if names:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            parts.append(f"{label}: {shown}")
-    return f"'{name}' differs from the manifest ({'; '.join(parts)})"
-
-
-def check_datasets(manifest: dict[str, Any]) -> None:
-    embedded: list[tuple[str, str, str]] = []
-    mounted: list[tuple[str, str, str]] = []
-    for name, record in sorted(manifest["datasets"].items()):
-        problem = check_dataset(name, record)
-        if problem:
-            (embedded if record["embed"] else mounted).append((name, problem, record["mount"]))
-    if embedded:
-        raise Stop(
-            1,
-            "The image's embedded data does not match its manifest: "
-            + "; ".join(p for _, p, _ in embedded)
-            + ". The image was modified; do not trust its results.",
-        )
-    if mounted:
-        how = " ".join(f"-v HOST_PATH:{mount}:ro" for _, _, mount in mounted)
-        raise Stop(
-            2,
-            "Refusing to run: the mounted data is not the data this experiment was frozen with: "
-            + "; ".join(p for _, p, _ in mounted)
-            + f". Mount the right data ({how}, or 'repropack run --data NAME=PATH').",
-        )
 
 
 # -- GPU and host ------------------------------------------------------------------------------------------
@@ -246,297 +140,6 @@ def host_info() -> dict[str, Any]:
     }
 
 
-# -- config overrides --------------------------------------------------------------------------------------
-def apply_overrides(manifest: dict[str, Any], sets: list[str], output: str) -> tuple[str | None, dict[str, Any]]:
-    """The config path the command sees, and the overrides applied (written to OUTPUT/config.json)."""
-    config = manifest.get("config")
-    if not sets:
-        return (config["path"] if config else None), {}
-    if not config or not config["file"].endswith(".json"):
-        raise Stop(2, "--set changes values in the experiment's JSON config, and this experiment has none.")
-    data = json.loads(config["content"])
-    applied: dict[str, Any] = {}
-    for item in sets:
-        key, raw = item.split("=", 1)
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node, dict) or not isinstance(node.get(part), dict):  # the config may be a list
-                raise Stop(2, f"--set {key}: '{part}' is not a section of {config['file']}.")
-            node = node[part]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
-            raise Stop(2, f"--set {key}: {config['file']} has no key '{parts[-1]}' (it has: {known}).")
-        node[parts[-1]] = value
-        applied[key] = value
-    path = os.path.join(output, config["file"])
-    write_json(path, data)
-    return path, applied
-
-
-# -- the command -------------------------------------------------------------------------------------------
-class _Lookup(dict):  # type: ignore[type-arg]
-    """Lets '{datasets.NAME}' resolve through str.format with dataset names that contain '-'."""
-
-    def __getattr__(self, name: str) -> Any:
-        return self[name]
-
-
-def command_argv(manifest: dict[str, Any], name: str, config: str | None, seed: int, output: str) -> list[str]:
-    datasets = _Lookup({n: r["path"] for n, r in manifest["datasets"].items()})
-    values = {"config": config or "", "output": output, "seed": str(seed), "datasets": datasets}
-    return [token.format(**values) for token in shlex.split(manifest["commands"][name])]
-
-
-def command_environment(
-    manifest: dict[str, Any], options: dict[str, Any], config: str | None, device: str, state: str
-) -> dict[str, str]:
-    """The command's environment, built here: what it inherits loses every variable that could make it
-    load other code (``DROPPED_PREFIXES``, ``DROPPED``), then gets repropack's own settings."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(DROPPED_PREFIXES) and key not in DROPPED
-    }
-    seed = str(options["seed"])
-    settings = {
-        "PATH": layout.COMMAND_PATH,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONHASHSEED": seed,
-        # byte-code goes to a folder of this run's: none is read from, or written to, the image
-        "PYTHONPYCACHEPREFIX": os.path.join(state, "pycache"),
-        "PYTHONPATH": HOOKS_DIR,
-        "REPRO_SEED": seed,
-        "REPRO_DETERMINISM": options["determinism"],
-        "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE,
-        "REPRO_DEVICE": device,
-        "REPRO_OUTPUT": options["output"],
-        "REPRO_STATE": state,
-    }
-    if config:
-        settings["REPRO_CONFIG"] = config
-    for name, record in manifest["datasets"].items():
-        settings["REPRO_DATA_" + re.sub(r"[^A-Z0-9]", "_", name.upper())] = record["path"]
-    if device == "cpu" and manifest["experiment"]["gpu"] == "none":
-        settings["CUDA_VISIBLE_DEVICES"] = ""
-    env.update(settings)
-    return env
-
-
-def command_user(output: str) -> tuple[int, int] | None:
-    """Who the command runs as when the runtime is root: the owner of the output folder.
-
-    `docker run -v "$PWD/out:/output" IMAGE train` starts the runtime as root; the folder's owner is the
-    user who asked for the run, so the experiment runs as that user (not as root), its results come
-    out owned by them, and the image's code and data (root's, read-only to others) stay untouched.
-    When the folder belongs to root, the invoking user is root and nothing changes.
-    """
-    if os.geteuid() != 0:
-        return None
-    stat = os.stat(output)
-    return (stat.st_uid, stat.st_gid) if stat.st_uid != 0 else None
-
-
-def oom_kills() -> int | None:
-    """The container's count of out-of-memory kills (cgroup v2 memory.events, or v1 memory.oom_control)."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _demote(user: tuple[int, int] | None) -> Any:
-    if user is None:
-        return None
-
-    def demote() -> None:  # runs in the child between fork and exec
-        os.setgroups([])
-        os.setgid(user[1])
-        os.setuid(user[0])
-
-    return demote
-
-
-def run_command(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: str,
-    timeout: float | None,
-    patterns: dict[str, str],
-    user: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """Run the command, echo its output, keep the last lines and the last match of each metric pattern."""
-    compiled = {name: re.compile(p) for name, p in patterns.items()}
-    found: dict[str, str] = {}
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    kills_before = oom_kills()
-    try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_demote(user),
-        )
-    except OSError as exc:
-        return {
-            "exit_code": 127,
-            "status": "failed",
-            "tail": [f"cannot start {argv[0]}: {exc.strerror}"],
-            "stdout_metrics": {},
-        }
-    timed_out = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        os.killpg(process.pid, signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    timer = None
-    if timeout:
-
-        def expire() -> None:
-            timed_out.set()
-            os.killpg(process.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, expire)
-        timer.start()
-    assert process.stdout is not None
-    for raw in iter(process.stdout.readline, b""):
-        line = raw.decode(errors="replace").rstrip("\n")
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-        tail.append(line)
-        for name, pattern in compiled.items():
-            match = pattern.search(line)
-            if match:
-                found[name] = match.group(1)
-    code = process.wait()
-    if timer:
-        timer.cancel()
-    status = "succeeded" if code == 0 else "failed"
-    kills_after = oom_kills()
-    if timed_out.is_set():
-        status = "timed_out"
-    elif code < 0 and kills_before is not None and kills_after is not None and kills_after > kills_before:
-        status = "killed for using too much memory"
-    elif code < 0:
-        status = f"killed by signal {-code}"
-    return {"exit_code": code, "status": status, "tail": list(tail), "stdout_metrics": found}
-
-
-def collect_metrics(
-    manifest: dict[str, Any], output: str, from_stdout: dict[str, str]
-) -> tuple[dict[str, float], list[str]]:
-    metrics: dict[str, float] = {}
-    problems: list[str] = []
-    spec = manifest["metrics"]
-    if spec.get("file"):
-        path = os.path.join(output, spec["file"])
-        try:
-            data = json.loads(read_regular_file(path, METRICS_CAP))
-            for key, value in flatten(data).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    metrics[key] = float(value)
-        except UnsafeFile as exc:  # the command's doing, as a crash would be
-            raise Stop(
-                4,
-                f"The metrics file {path} {exc}; repropack reads only regular files the command "
-                "wrote, so this run's results are not trustworthy. Write metrics as a plain file.",
-            ) from None
-        except (OSError, ValueError, RecursionError) as exc:
-            problems.append(f"metrics file {spec['file']} could not be read ({exc})")
-    for name, text in from_stdout.items():
-        try:
-            metrics[name] = float(text)
-        except ValueError:
-            problems.append(f"metric {name}: '{text}' is not a number")
-    for name in spec["expected"]:
-        if name not in metrics:
-            problems.append(f"expected metric '{name}' was not produced")
-    return dict(sorted(metrics.items())), problems
-
-
-class UnsafeFile(ValueError):
-    """A file the command left is a link, FIFO, socket, device or folder, or larger than the cap."""
-
-
-def read_regular_file(path: str, cap: int) -> bytes:
-    """At most ``cap`` bytes of ``path``, a regular file: a link is not followed, a FIFO never blocks."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafeFile("is a symbolic link") from None
-        if exc.errno == errno.ENXIO:
-            raise UnsafeFile("is a socket") from None
-        raise
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kinds = {
-                stat.S_IFIFO: "a FIFO (named pipe)",
-                stat.S_IFDIR: "a folder",
-                stat.S_IFCHR: "a device",
-                stat.S_IFBLK: "a device",
-                stat.S_IFSOCK: "a socket",
-            }
-            raise UnsafeFile(f"is {kinds.get(stat.S_IFMT(mode), 'not a regular file')}")
-        data = b""
-        while len(data) <= cap:
-            chunk = os.read(fd, min(1 << 20, cap + 1 - len(data)))
-            if not chunk:
-                return data
-            data += chunk
-        raise UnsafeFile(f"is larger than {cap >> 20} MiB")
-    finally:
-        os.close(fd)
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix.rstrip("."): data} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return flat
-
-
-def write_json(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".repro.", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def give_to_output_owner(output: str) -> None:
-    """Running as root into a folder a user owns: hand the results to that user, not to root."""
-    if os.geteuid() != 0:
-        return
-    stat = os.stat(output)
-    if stat.st_uid == 0:
-        return
-    for folder, dirs, files in os.walk(output):
-        for name in dirs + files:
-            try:
-                os.lchown(os.path.join(folder, name), stat.st_uid, stat.st_gid)
-            except OSError:
-                pass
-
-
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -552,9 +155,14 @@ def python_packages() -> dict[str, str]:
 def main(argv: list[str]) -> int:
     try:
         with open(layout.MANIFEST, "rb") as handle:
-            manifest = json.load(handle)
+            document = json.load(handle)
     except (OSError, ValueError) as exc:
         print(f"repropack runtime: cannot read the manifest {layout.MANIFEST} ({exc}).", file=sys.stderr)
+        return 1
+    try:
+        manifest = records.parse_manifest_document(document, layout.MANIFEST)
+    except records.ManifestError as exc:
+        print(f"repropack runtime: cannot read the manifest {layout.MANIFEST} ({exc.problem}).", file=sys.stderr)
         return 1
     try:
         return execute(manifest, argv)
@@ -563,7 +171,7 @@ def main(argv: list[str]) -> int:
         return stop.code
 
 
-def execute(manifest: dict[str, Any], argv: list[str]) -> int:
+def execute(manifest: records.Manifest, argv: list[str]) -> int:
     options = parse_args(argv, manifest)
     output = options["output"]
     gpu = gpu_info()
@@ -575,7 +183,7 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
             "Run it with 'docker run --gpus all' on a host with the NVIDIA Container Toolkit.",
         )
     device = "cuda" if gpu["visible"] and mode != "none" else "cpu"
-    check_datasets(manifest)
+    datasets.check_datasets(manifest)
     try:
         os.makedirs(output, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=output)
@@ -586,23 +194,23 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
             f"The output folder {output} is not writable ({exc.strerror}). Mount a folder you own, "
             'for example -v "$PWD/out:/output".',
         ) from None
-    config, overrides = apply_overrides(manifest, options["sets"], output)
-    argv_run = command_argv(manifest, options["command"], config, options["seed"], output)
+    config, overrides = command.apply_overrides(manifest, options["sets"], output)
+    argv_run = command.command_argv(manifest, options["command"], config, options["seed"], output)
     state = tempfile.mkdtemp(prefix="repro-state-")
-    user = command_user(output)
+    user = command.command_user(output)
     if user is not None:
         os.chown(state, *user)
-    env = command_environment(manifest, options, config, device, state)
+    env = command.command_environment(manifest, options, config, device, state)
     print(f"repropack: running '{options['command']}' on {device} with seed {options['seed']}", flush=True)
     started, clock = now(), time.monotonic()
-    result = run_command(
+    result = command.run_command(
         argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"], user
     )
     duration = round(time.monotonic() - clock, 3)
     metrics, problems = (
-        collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 else ({}, [])
+        outputs.collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 else ({}, [])
     )
-    torch_state = read_state(os.path.join(state, "torch.json"))
+    torch_state = outputs.read_state(os.path.join(state, "torch.json"))
     shutil.rmtree(state, ignore_errors=True)
     record = {
         "schema": "repropack.run/v1",
@@ -631,9 +239,9 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
         "metric_problems": problems,
         "output_tail": result["tail"],
     }
-    write_json(os.path.join(output, "metrics.json"), metrics) if result["exit_code"] == 0 else None
-    write_json(os.path.join(output, "run.json"), record)
-    give_to_output_owner(output)
+    outputs.write_json(os.path.join(output, "metrics.json"), metrics) if result["exit_code"] == 0 else None
+    outputs.write_json(os.path.join(output, "run.json"), record)
+    outputs.give_to_output_owner(output)
     if result["exit_code"] != 0:
         last = " | ".join(line for line in result["tail"][-5:] if line.strip())
         raise Stop(
@@ -645,15 +253,6 @@ def execute(manifest: dict[str, Any], argv: list[str]) -> int:
         print(f"repropack: warning: {problem}", file=sys.stderr)
     print("repropack: metrics " + json.dumps(metrics, sort_keys=True), flush=True)
     return 0
-
-
-def read_state(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from repropack.image.embedded import load_image_manifest
 from repropack.manifest.paper import paper_manifest_digest
 from repropack.run.local import RunRequest, check_request, default_command, run_image
 from repropack.run.output_folder import scratch_folder
-from repropack.verify.integrity import Check, IntegrityCache, image_checks, manifest_checks
+from repropack.verify.checks import Check
+from repropack.verify.integrity import image_checks, manifest_checks
+from repropack.verify.integrity_cache import IntegrityCache
 from repropack.verify.source import source_check
 from repropack.verify.targets import binding_checks, resolve_target
 

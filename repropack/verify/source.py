@@ -29,7 +29,8 @@ from typing import Any
 from repropack.checksums.index import FileDigest, tree_digest
 from repropack.errors import BadInput, EnvironmentProblem
 from repropack.freeze.code import _files as shipped_files  # freeze's own rule for which tree entries ship
-from repropack.verify.integrity import MAX_NAMED, Check
+from repropack.runtime.records import Manifest
+from repropack.verify.checks import MAX_NAMED, Check
 
 NAME = "source"
 COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a full object id (SHA-1 or SHA-256 repositories)
@@ -138,9 +139,9 @@ def _has_commit(root: Path, commit: str) -> bool:
     return True
 
 
-def source_check(repository: str, manifest: dict[str, Any]) -> Check:
+def source_check(repository: str, manifest: Manifest) -> Check:
     """The ``source`` check: ``code.files`` against the tree of ``code.commit`` under ``code.folder``."""
-    raw = manifest.get("code")
+    raw: object = manifest.get("code")  # checked again: the check names a malformed record
     code: dict[str, Any] = raw if isinstance(raw, dict) else {}
     commit, folder, files = code.get("commit"), code.get("folder"), code.get("files")
     name = display_name(repository)
@@ -180,7 +181,7 @@ def _result(detail: str, problems: list[str]) -> Check:
     return Check(NAME, not problems, detail, tuple(shown))
 
 
-def _compare(root: Path, commit: str, prefix: str, files: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+def _compare(root: Path, commit: str, prefix: str, files: dict[str, Any], manifest: Manifest) -> list[str]:
     tree = _tree(root, commit, prefix)
     if tree is None:
         return [f"a file name under {prefix or 'the root'} at the commit is not UTF-8: freeze cannot ship it"]

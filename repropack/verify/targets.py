@@ -9,7 +9,7 @@ from typing import Any
 from repropack.engine import Engine
 from repropack.errors import BadInput
 from repropack.manifest.paper import parse_paper
-from repropack.verify.integrity import Check
+from repropack.verify.checks import Check
 
 
 @dataclass(frozen=True)

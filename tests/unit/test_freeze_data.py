@@ -110,7 +110,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
 
 
 def test_file_names_with_spaces_and_odd_separators_survive_the_index(tmp_path: Path) -> None:
-    from repropack.verify.integrity import expected_files
+    from repropack.verify.layer_files import expected_files
 
     names = [" leading.csv", "two  spaces.csv", "form\x0cfeed.csv", "trailing .csv"]
     folder = tmp_path / "odd"

@@ -9,7 +9,7 @@ import pytest
 from unit_factories import Experiment, fake_hash, lock_text
 
 from repropack.errors import BadInput
-from repropack.freeze.lockfile import HEADER, check_current, inputs_digest, normalize, read_lock
+from repropack.freeze.lockfile import HEADER, check_current, inputs_digest, read_lock
 
 HASH_A = fake_hash("a")
 HASH_B = fake_hash("b")
@@ -151,5 +151,6 @@ def test_factory_lock_text_is_current(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("raw", "normal"), [("Zope.Interface", "zope-interface"), ("a__b--c", "a-b-c"), ("X", "x")])
-def test_normalize(raw: str, normal: str) -> None:
-    assert normalize(raw) == normal
+def test_locked_names_are_normalized(tmp_path: Path, raw: str, normal: str) -> None:
+    lock = read_lock(write_lock(tmp_path, f"{raw}==1.0 --hash=sha256:{HASH_A}\n"))
+    assert lock.versions() == {normal: "1.0"}

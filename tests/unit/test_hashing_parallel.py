@@ -14,7 +14,6 @@ import pytest
 from repropack.checksums import hashing
 from repropack.checksums.hashing import hash_files, hash_tree, list_files
 from repropack.checksums.listing import scan
-from repropack.cli.progress import HashMeter
 
 
 @pytest.fixture
@@ -124,36 +123,6 @@ def test_the_same_folder_under_two_names_is_listed_twice(tmp_path: Path) -> None
 
 def test_default_workers_is_bounded() -> None:
     assert 1 <= hashing.default_workers() <= hashing.MAX_WORKERS
-
-
-def test_hash_meter_is_quiet_for_short_work_and_off_screens() -> None:
-    lines: list[str] = []
-    clock = iter([0.0, 0.5, 0.9, 0.95]).__next__
-    meter = HashMeter(enabled=True, write=lines.append, clock=clock)
-    meter.update(10, 100)
-    meter.update(100, 100)
-    meter.done()
-    assert lines == []
-    off = HashMeter(enabled=False, write=lines.append, clock=iter([0.0, 5.0, 9.0]).__next__)
-    off.update(0, 2**30)
-    off.update(2**30, 2**30)
-    off.done()
-    assert lines == []
-
-
-def test_hash_meter_shows_bytes_and_rate_once_a_second() -> None:
-    lines: list[str] = []
-    times = iter([0.0, 0.5, 1.0, 1.5, 2.0, 4.0])
-    meter = HashMeter(enabled=True, write=lines.append, clock=lambda: next(times))
-    for done in (0, 2**29, 2**30, 3 * 2**29, 2**31):
-        meter.update(done, 2**31)
-    meter.done()
-    meter.done()
-    assert lines == [
-        "hashing data: 1.0 GiB of 2.0 GiB (1.0 GiB/s)",
-        "hashing data: 2.0 GiB of 2.0 GiB (1.0 GiB/s)",
-        "hashed data: 2.0 GiB in 4.0 s (512.0 MiB/s)",
-    ]
 
 
 def test_progress_reaches_freeze_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from image_fakes import IMAGE, OTHER_IMAGE, FakeEngine, make_manifest
 
-from repropack.verify.integrity import CACHED_NOTE, IntegrityCache, image_checks
+from repropack.verify.integrity import image_checks
+from repropack.verify.integrity_cache import CACHED_NOTE, IntegrityCache
 
 
 @pytest.fixture

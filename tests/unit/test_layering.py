@@ -99,6 +99,10 @@ def test_no_import_cycles() -> None:
 def test_the_shape_the_issue_asked_for() -> None:
     top_modules = [p for p in PACKAGE.glob("*.py")]
     assert len(top_modules) <= 12, sorted(p.name for p in top_modules)
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, f"modules over 400 lines: {long}"
     for package in PACKAGE.iterdir():
         if package.is_dir() and (package / "__init__.py").exists():
             assert ast.get_docstring(ast.parse((package / "__init__.py").read_text())), (

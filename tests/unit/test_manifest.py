@@ -15,7 +15,8 @@ from unit_factories import GIT_ENV, Experiment, MakeExperiment
 
 from repropack.canonical import canonical_json
 from repropack.errors import BadInput
-from repropack.manifest.seal import SCHEMA, digest_of, parse_manifest, seal
+from repropack.manifest.model import parse_manifest
+from repropack.manifest.seal import SCHEMA, digest_of, seal
 
 Freeze = Callable[..., Any]
 

@@ -180,7 +180,7 @@ def indexed(path: Path, files: dict[str, bytes]) -> dict[str, Any]:
 
 
 def test_check_dataset_accepts_matching_files(mounted: tuple[Path, dict[str, Any]]) -> None:
-    assert ep.check_dataset("d", mounted[1]) is None
+    assert ep.datasets.check_dataset("d", mounted[1]) is None
 
 
 def test_check_dataset_names_changed_missing_and_extra(mounted: tuple[Path, dict[str, Any]]) -> None:
@@ -188,7 +188,7 @@ def test_check_dataset_names_changed_missing_and_extra(mounted: tuple[Path, dict
     (mount / "a.csv").write_bytes(b"A\n")
     (mount / "sub" / "b.csv").unlink()
     (mount / "new.csv").write_bytes(b"n\n")
-    problem = ep.check_dataset("d", record)
+    problem = ep.datasets.check_dataset("d", record)
     assert problem == "'d' differs from the manifest (changed: a.csv; missing: sub/b.csv; extra: new.csv)"
 
 
@@ -199,37 +199,37 @@ def test_file_names_with_spaces_and_odd_separators_are_read_as_written(tmp_path:
     for rel, data in files.items():
         (mount / rel).write_bytes(data)
     record = {"mount": str(mount), "kind": "directory", "embed": False, **indexed(tmp_path / "odd.idx", files)}
-    assert set(ep.read_index("odd", record)) == set(files)
-    assert ep.check_dataset("odd", record) is None
+    assert set(ep.datasets.read_index("odd", record)) == set(files)
+    assert ep.datasets.check_dataset("odd", record) is None
 
 
 def test_check_dataset_missing_mount(tmp_path: Path, mounted: tuple[Path, dict[str, Any]]) -> None:
     record = {**mounted[1], "mount": str(tmp_path / "nowhere")}
-    problem = ep.check_dataset("d", record)
+    problem = ep.datasets.check_dataset("d", record)
     assert problem is not None and "'d' is not there" in problem
 
 
 def test_check_dataset_file_kind_ignores_neighbours(mounted: tuple[Path, dict[str, Any]]) -> None:
     mount, record = mounted
     single = {**record, "kind": "file", **indexed(mount.parent / "single.idx", {"a.csv": b"a\n"})}
-    assert ep.check_dataset("d", single) is None  # sub/b.csv sits beside it: fine for a single-file dataset
+    assert ep.datasets.check_dataset("d", single) is None  # sub/b.csv sits beside it: fine for a single-file dataset
     (mount / "a.csv").write_bytes(b"changed\n")
-    assert ep.check_dataset("d", single) == "'d' differs from the manifest (changed: a.csv)"
+    assert ep.datasets.check_dataset("d", single) == "'d' differs from the manifest (changed: a.csv)"
 
 
 def test_a_tampered_or_missing_index_is_code_1(mounted: tuple[Path, dict[str, Any]]) -> None:
     _mount, record = mounted
     Path(record["index"]).write_text(Path(record["index"]).read_text().replace("a.csv", "z.csv"))
-    assert stop(lambda: ep.check_dataset("d", record)).code == 1
+    assert stop(lambda: ep.datasets.check_dataset("d", record)).code == 1
     Path(record["index"]).unlink()
-    assert "is missing" in stop(lambda: ep.check_dataset("d", record)).message
+    assert "is missing" in stop(lambda: ep.datasets.check_dataset("d", record)).message
 
 
 def test_check_datasets_embedded_mismatch_is_code_1_mounted_is_code_2(mounted: tuple[Path, dict[str, Any]]) -> None:
     mount, record = mounted
     (mount / "a.csv").write_bytes(b"tampered\n")
-    assert stop(lambda: ep.check_datasets({"datasets": {"d": {**record, "embed": True}}})).code == 1
-    error = stop(lambda: ep.check_datasets({"datasets": {"d": record}}))
+    assert stop(lambda: ep.datasets.check_datasets({"datasets": {"d": {**record, "embed": True}}})).code == 1
+    error = stop(lambda: ep.datasets.check_datasets({"datasets": {"d": record}}))
     assert error.code == 2
     assert f"-v HOST_PATH:{mount}:ro" in error.message
 
@@ -238,12 +238,12 @@ def test_check_datasets_embedded_mismatch_is_code_1_mounted_is_code_2(mounted: t
 
 
 def test_no_overrides_use_the_frozen_config(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
-    assert ep.apply_overrides(make_manifest(), [], str(tmp_path)) == ("/repro/config/config.json", {})
+    assert ep.command.apply_overrides(make_manifest(), [], str(tmp_path)) == ("/repro/config/config.json", {})
     assert not (tmp_path / "config.json").exists()
 
 
 def test_overrides_with_dotted_keys(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
-    path, applied = ep.apply_overrides(
+    path, applied = ep.command.apply_overrides(
         make_manifest(), ["lr=0.5", "model.hidden=32", "model.act=tanh", 'model.act="gelu"'], str(tmp_path)
     )
     assert path == str(tmp_path / "config.json")
@@ -263,15 +263,17 @@ def test_overrides_with_dotted_keys(make_manifest: Callable[..., dict[str, Any]]
 def test_unknown_override_key(
     make_manifest: Callable[..., dict[str, Any]], tmp_path: Path, item: str, fragment: str
 ) -> None:
-    error = stop(lambda: ep.apply_overrides(make_manifest(), [item], str(tmp_path)))
+    error = stop(lambda: ep.command.apply_overrides(make_manifest(), [item], str(tmp_path)))
     assert error.code == 2
     assert fragment in error.message
 
 
 def test_overrides_need_a_json_config(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
-    assert stop(lambda: ep.apply_overrides(make_manifest(config=None), ["lr=1"], str(tmp_path))).code == 2
+    assert stop(lambda: ep.command.apply_overrides(make_manifest(config=None), ["lr=1"], str(tmp_path))).code == 2
     yaml_config = {"file": "config.yaml", "path": "/repro/config/config.yaml", "content": "lr: 1\n"}
-    assert stop(lambda: ep.apply_overrides(make_manifest(config=yaml_config), ["lr=1"], str(tmp_path))).code == 2
+    assert (
+        stop(lambda: ep.command.apply_overrides(make_manifest(config=yaml_config), ["lr=1"], str(tmp_path))).code == 2
+    )
 
 
 def test_dotted_override_of_a_config_that_is_not_a_mapping(
@@ -279,14 +281,17 @@ def test_dotted_override_of_a_config_that_is_not_a_mapping(
 ) -> None:
     config = {"file": "config.json", "path": "/repro/config/config.json", "content": "[1, 2]"}
     for item in ("lr=1", "model.hidden=1"):
-        assert stop(lambda item=item: ep.apply_overrides(make_manifest(config=config), [item], str(tmp_path))).code == 2
+        assert (
+            stop(lambda item=item: ep.command.apply_overrides(make_manifest(config=config), [item], str(tmp_path))).code
+            == 2
+        )
 
 
 # -- command_argv ------------------------------------------------------------------------------------------
 
 
 def test_command_argv_fills_placeholders(make_manifest: Callable[..., dict[str, Any]]) -> None:
-    argv = ep.command_argv(make_manifest(), "train", "/out dir/config.json", 3, "/out dir")
+    argv = ep.command.command_argv(make_manifest(), "train", "/out dir/config.json", 3, "/out dir")
     assert argv == [
         "python",
         "train.py",
@@ -304,13 +309,13 @@ def test_command_argv_fills_placeholders(make_manifest: Callable[..., dict[str, 
 def test_command_argv_dataset_names_with_dashes_and_literal_braces(
     make_manifest: Callable[..., dict[str, Any]],
 ) -> None:
-    argv = ep.command_argv(make_manifest(), "evaluate", None, 0, "/output")
+    argv = ep.command.command_argv(make_manifest(), "evaluate", None, 0, "/output")
     assert argv == ["python", "eval.py", "--weights", "/repro/data/my-weights", "--literal", "{braces}"]
 
 
 def test_command_argv_keeps_quoted_arguments_whole(make_manifest: Callable[..., dict[str, Any]]) -> None:
     manifest = make_manifest(commands={"run": "python -c 'print(1 + 1)' {seed}"})
-    assert ep.command_argv(manifest, "run", None, 5, "/output") == ["python", "-c", "print(1 + 1)", "5"]
+    assert ep.command.command_argv(manifest, "run", None, 5, "/output") == ["python", "-c", "print(1 + 1)", "5"]
 
 
 # -- metrics -----------------------------------------------------------------------------------------------
@@ -327,14 +332,14 @@ def test_collect_metrics_from_file_and_stdout(make_manifest: Callable[..., dict[
             "expected": {"accuracy": {}, "eval.loss": {}, "loss": {}},
         }
     )
-    metrics, problems = ep.collect_metrics(manifest, str(tmp_path), {"loss": "1.5"})
+    metrics, problems = ep.outputs.collect_metrics(manifest, str(tmp_path), {"loss": "1.5"})
     assert metrics == {"accuracy": 0.9, "eval.loss": 0.25, "eval.steps": 3.0, "loss": 1.5}
     assert problems == []
 
 
 def test_collect_metrics_reports_what_is_missing(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
     manifest = make_manifest(metrics={"file": "metrics.json", "stdout": {}, "expected": {"accuracy": {}}})
-    metrics, problems = ep.collect_metrics(manifest, str(tmp_path), {"loss": "not-a-number"})
+    metrics, problems = ep.outputs.collect_metrics(manifest, str(tmp_path), {"loss": "not-a-number"})
     assert metrics == {}
     assert any("metrics file metrics.json could not be read" in p for p in problems)
     assert "metric loss: 'not-a-number' is not a number" in problems
@@ -343,7 +348,7 @@ def test_collect_metrics_reports_what_is_missing(make_manifest: Callable[..., di
 
 def test_collect_metrics_bad_json(make_manifest: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text("{not json")
-    _, problems = ep.collect_metrics(make_manifest(), str(tmp_path), {})
+    _, problems = ep.outputs.collect_metrics(make_manifest(), str(tmp_path), {})
     assert len(problems) == 1 and "could not be read" in problems[0]
 
 
@@ -363,9 +368,9 @@ def test_collect_metrics_reads_only_a_regular_file(
     elif plant == "folder":
         path.mkdir()
     else:
-        path.write_bytes(b" " * (ep.METRICS_CAP + 1))
+        path.write_bytes(b" " * (ep.outputs.METRICS_CAP + 1))
     with pytest.raises(ep.Stop) as stopped:
-        ep.collect_metrics(make_manifest(), str(tmp_path), {})  # a FIFO opened blocking would hang here
+        ep.outputs.collect_metrics(make_manifest(), str(tmp_path), {})  # a FIFO opened blocking would hang here
     assert stopped.value.code == 4
     assert f"The metrics file {path} is" in stopped.value.message
 
@@ -381,7 +386,7 @@ def test_collect_metrics_reads_only_a_regular_file(
     ],
 )
 def test_flatten(data: Any, flat: dict[str, Any]) -> None:
-    assert ep.flatten(data) == flat
+    assert ep.outputs.flatten(data) == flat
 
 
 # -- environment -------------------------------------------------------------------------------------------
@@ -389,11 +394,11 @@ def test_flatten(data: Any, flat: dict[str, Any]) -> None:
 
 def test_command_environment_sets_seeds_and_dataset_paths(make_manifest: Callable[..., dict[str, Any]]) -> None:
     options = {"seed": 11, "determinism": "warn", "output": "/output"}
-    env = ep.command_environment(make_manifest(), options, "/repro/config/config.json", "cpu", "/state")
+    env = ep.command.command_environment(make_manifest(), options, "/repro/config/config.json", "cpu", "/state")
     assert (env["PYTHONHASHSEED"], env["REPRO_SEED"], env["REPRO_DETERMINISM"]) == ("11", "11", "warn")
     assert env["REPRO_DATA_MY_WEIGHTS"] == "/repro/data/my-weights"
     assert env["REPRO_CONFIG"] == "/repro/config/config.json"
-    assert env["PYTHONPATH"].split(":")[0] == ep.HOOKS_DIR
+    assert env["PYTHONPATH"].split(":")[0] == ep.command.HOOKS_DIR
     assert "CUDA_VISIBLE_DEVICES" not in env or env["CUDA_VISIBLE_DEVICES"] != ""
 
 
@@ -413,11 +418,11 @@ def test_the_command_environment_inherits_nothing_that_loads_code(
     }
     for key, value in {**inherited, "NVIDIA_VISIBLE_DEVICES": "all"}.items():
         monkeypatch.setenv(key, value)
-    env = ep.command_environment(
+    env = ep.command.command_environment(
         make_manifest(), {"seed": 1, "determinism": "off", "output": "/o"}, None, "cpu", "/state"
     )
     assert not [key for key in inherited if "evil" in env.get(key, "") or env.get(key) == "x"], env
-    assert env["PATH"] == ep.layout.COMMAND_PATH and env["PYTHONPATH"] == ep.HOOKS_DIR
+    assert env["PATH"] == ep.layout.COMMAND_PATH and env["PYTHONPATH"] == ep.command.HOOKS_DIR
     assert env["PYTHONPYCACHEPREFIX"] == "/state/pycache"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # the container runtime's own settings stay
     assert ep.layout.MANIFEST == "/repro/manifest.json"
@@ -425,6 +430,6 @@ def test_the_command_environment_inherits_nothing_that_loads_code(
 
 def test_gpu_none_hides_devices(make_manifest: Callable[..., dict[str, Any]]) -> None:
     manifest = make_manifest(experiment={"name": "x", "seed": 0, "gpu": "none"})
-    env = ep.command_environment(manifest, {"seed": 0, "determinism": "off", "output": "/o"}, None, "cpu", "/s")
+    env = ep.command.command_environment(manifest, {"seed": 0, "determinism": "off", "output": "/o"}, None, "cpu", "/s")
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert "REPRO_CONFIG" not in env

@@ -17,7 +17,7 @@ import pytest
 from unit_factories import Experiment, MakeExperiment, RunCli, cli_runner, git
 
 from repropack.errors import BadInput
-from repropack.verify.integrity import Check
+from repropack.verify.checks import Check
 from repropack.verify.source import check_source, display_name, source_check
 
 Freeze = Callable[..., Any]
