@@ -331,7 +331,7 @@ def assert_readers_agree(image: str) -> None:
     a folder above it that a whiteout or opaque folder deleted)."""
     from repropack.engine import Engine
     from repropack.verify import filesystem as rootfs
-    from repropack.verify import integrity
+    from repropack.verify import integrity, layer_files
 
     engine = Engine.connect()
     image_id = engine.image_id(image)
@@ -339,16 +339,16 @@ def assert_readers_agree(image: str) -> None:
     manifest = json.loads(engine.read_file(image_id, "/repro/manifest.json"))
     if not all(check.passed for check in integrity.manifest_checks(manifest["sha256"], manifest, None)):
         return  # an edited manifest: verify stops there (its pins, wheel hashes included, mean nothing)
-    depth = integrity.base_depth(manifest)
+    depth = layer_files.base_depth(manifest)
     assert rootfs.base_image(engine, image_id, engine.layers(image_id)[:depth], [manifest["base"]["image_id"]])
     found = {}
-    for reader in (integrity.read_upper, integrity.read_upper_from_layers):
-        checks = integrity.layer_checks(engine, image_id, manifest, read=reader)
+    for reader in (layer_files.read_upper, layer_files.read_upper_from_layers):
+        checks = layer_files.layer_checks(engine, image_id, manifest, read=reader)
         found[reader] = {
             c.name: (c.passed, {line.partition(": ")[0] for line in c.problems if not line.startswith("... and")})
             for c in checks
         }
-    merged, layered = found[integrity.read_upper], found[integrity.read_upper_from_layers]
+    merged, layered = found[layer_files.read_upper], found[layer_files.read_upper_from_layers]
     assert {name: passed for name, (passed, _) in merged.items()} == {n: p for n, (p, _) in layered.items()}
     for name, (_, paths) in merged.items():
         named = layered[name][1]
