@@ -113,9 +113,9 @@ class Bench:
 
     def wheels(self, spec: Path, into: Path) -> int:
         """The experiment's locked wheels (from repropack's wheelhouse) linked into ``into``; their bytes."""
+        from repropack.experiment.validate import load_spec
         from repropack.freeze.lockfile import read_lock
         from repropack.freeze.wheelhouse import ensure_wheels
-        from repropack.spec import load_spec
 
         into.mkdir(parents=True, exist_ok=True)
         total = 0

@@ -249,14 +249,14 @@ def repropack_context(spec: Path) -> tuple[int, dict[str, int]]:
     """The exact context `repropack build` sends: its size, and its bytes per top-level folder."""
     import tempfile
 
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.errors import EnvironmentProblem
+    from repropack.experiment.validate import load_spec
     from repropack.freeze import freeze
     from repropack.freeze.wheelhouse import ensure_wheels
     from repropack.image.context import write_environment_context, write_image_context
     from repropack.image.dockerfile import render_dockerfiles
     from repropack.manifest.seal import seal_frozen
-    from repropack.spec import load_spec
 
     loaded = load_spec(spec)
     try:

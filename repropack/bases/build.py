@@ -8,7 +8,7 @@ from pathlib import Path
 
 from repropack.bases.bootstrap import import_changes, make_rootfs_tar
 from repropack.bases.catalog import lookup
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import BadInput
 
 

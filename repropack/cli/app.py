@@ -15,7 +15,7 @@ from repropack import __version__
 from repropack.errors import BadInput
 
 if TYPE_CHECKING:
-    from repropack.engine import Sandbox
+    from repropack.engine.types import Sandbox
 
 app = typer.Typer(
     name="repropack",
@@ -98,7 +98,7 @@ def max_output_option(value: str | None) -> int:
 
 def sandbox_option(*, off: bool, network: bool = False, memory: str | None = None, pids: int | None = None) -> Sandbox:
     """The sandbox that ``--no-sandbox``/``--sandbox``, ``--network``, ``--memory`` and ``--pids-limit`` ask for."""
-    from repropack.engine import OPEN, STRICT
+    from repropack.engine.types import OPEN, STRICT
 
     if memory is not None and not re.fullmatch(r"[1-9][0-9]*[bkmgBKMG]?", memory):
         raise BadInput(f"--memory takes a size like 8g or 512m, not '{memory}'.")

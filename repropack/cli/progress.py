@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from repropack.engine import PushProgress
+from repropack.engine.types import PushProgress
 
 
 def _size(count: float) -> str:

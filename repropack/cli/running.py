@@ -48,7 +48,7 @@ def run(
     max_output: MaxOutputOpt = None,
 ) -> None:
     """Run one of the image's commands; results land in OUTPUT (metrics.json, run.json)."""
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.image.embedded import load_image_manifest
     from repropack.run.local import RunRequest, run_image
 
@@ -96,7 +96,7 @@ def verify(
 ) -> None:
     """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.cli.text import render_verify_report
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.verify.reproduce import VerifyOptions, verify_target
 
     options = VerifyOptions(

@@ -21,7 +21,7 @@ def publish(
 ) -> None:
     """Push an image to a registry; prints the reference pinned by the pushed digest."""
     from repropack.cli.progress import PushMeter
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.publish.registry import parse_target
     from repropack.publish.registry import publish as publish_image
 
@@ -50,7 +50,7 @@ def manifest_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")] = None,
 ) -> None:
     """The paper manifest: the published reference, what was frozen, and the command that verifies it."""
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.files import atomic_write
     from repropack.image.embedded import load_image_manifest
     from repropack.manifest.paper import FORMATS, build_paper, render
@@ -76,7 +76,7 @@ def inspect(
 ) -> None:
     """Show the manifest embedded in an image."""
     from repropack.cli.text import render_manifest_summary
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.image.embedded import load_image_manifest
 
     loaded = load_image_manifest(Engine.connect(), image)

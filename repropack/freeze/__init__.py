@@ -1,6 +1,6 @@
 """Freeze: turn every moving part of an experiment into a pinned fact (code commit and tree, lockfile,
 base image by digest, config, every dataset file's sha256). Sealing the facts into a manifest is the
-next stage (:mod:`repropack.manifest.seal`). May import spec, checksums, bases, engine and the shared
+next stage (:mod:`repropack.manifest.seal`). May import experiment, checksums, bases, engine and the shared
 top-level modules; never manifest, image or anything above."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repropack.checksums.hashing import HashStats, ProgressCallback
-from repropack.engine import Engine
+from repropack.engine.client import Engine
+from repropack.experiment.model import Spec
 from repropack.freeze.base_image import ResolvedBase, resolve_base
 from repropack.freeze.code import CodeSnapshot, snapshot
 from repropack.freeze.config import FrozenConfig, freeze_config
 from repropack.freeze.data import FrozenDataset, freeze_dataset
 from repropack.freeze.lockfile import Lock, check_current, compile_lock, read_lock
 from repropack.freeze.secrets import refuse_secrets
-from repropack.spec import Spec
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from repropack.bases import catalog
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import BadInput, EnvironmentProblem
+from repropack.experiment.model import Spec
 from repropack.freeze.lockfile import Lock
-from repropack.spec import Spec
 
 AUTO_CUDA = "cuda"
 # The parts of a base image's configuration an image built on it inherits (and verify compares).

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from repropack.errors import BadInput
+from repropack.experiment.yamldoc import check_syntax
 from repropack.files import read_text
 from repropack.runtime import layout
-from repropack.spec.yamldoc import check_syntax
 
 
 @dataclass(frozen=True)

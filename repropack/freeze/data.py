@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from repropack.checksums.hashing import HashStats, NameNotUtf8, ProgressCallback, hash_tree
 from repropack.checksums.index import FileDigest, FileIndex
 from repropack.errors import BadInput
+from repropack.experiment.model import Dataset
 from repropack.runtime import layout
-from repropack.spec import Dataset
 
 if TYPE_CHECKING:
     from repropack.checksums.statcache import StatCache

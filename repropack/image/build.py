@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repropack.checksums.hashing import HashStats, ProgressCallback
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import BadInput, EnvironmentProblem
+from repropack.experiment.model import NAME_COMPONENT, TAG_NAME
+from repropack.experiment.validate import load_spec
 from repropack.files import atomic_write
 from repropack.freeze import Frozen, freeze
 from repropack.image.context import write_environment_context, write_image_context
 from repropack.image.dockerfile import Dockerfiles, render_dockerfiles
 from repropack.manifest.seal import seal_frozen
-from repropack.spec import NAME_COMPONENT, TAG_NAME, load_spec
 
 
 @dataclass(frozen=True)

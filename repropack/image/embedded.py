@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import BadInput
 from repropack.image.dockerfile import LABEL_PREFIX
 from repropack.manifest.model import parse_manifest

@@ -12,6 +12,7 @@ from typing import Any
 from repropack import __version__
 from repropack.canonical import canonical_json, sha256_hex
 from repropack.checksums.index import FileDigest, tree_digest
+from repropack.experiment.model import Spec
 from repropack.freeze import Frozen
 from repropack.freeze.base_image import ResolvedBase
 from repropack.freeze.code import CodeSnapshot
@@ -20,7 +21,6 @@ from repropack.freeze.data import FrozenDataset, datasets_digest
 from repropack.freeze.lockfile import Lock
 from repropack.runtime import runtime_sources
 from repropack.runtime.layout import ENTRYPOINT, MANIFEST_LAYOUT
-from repropack.spec import Spec
 
 SCHEMA = "repropack.manifest.seal/v1"
 

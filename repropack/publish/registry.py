@@ -6,10 +6,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repropack.engine import Engine, PushProgress
+from repropack.engine.client import Engine
+from repropack.engine.types import PushProgress
 from repropack.errors import BadInput, EnvironmentProblem
+from repropack.experiment.model import NAME_COMPONENT, TAG_NAME
 from repropack.image.embedded import load_image_manifest
-from repropack.spec import NAME_COMPONENT, TAG_NAME
 
 TARGET = re.compile(
     r"^(?P<registry>(?:localhost|[a-z0-9.-]+\.[a-z0-9.-]+|[a-z0-9.-]+:\d+|\d+\.\d+\.\d+\.\d+)(?::\d+)?)"

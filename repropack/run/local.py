@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import OPEN, Engine, Mount, OutputCap, Sandbox
+from repropack.engine.client import Engine
 from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT, OutputTooLarge
+from repropack.engine.types import OPEN, Mount, OutputCap, Sandbox
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image.embedded import ImageManifest
 from repropack.run.output_folder import read_record

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from repropack.canonical import record_seal
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.files import atomic_write
 from repropack.verify.layers import Entry, UpperLayers, read_entries
 

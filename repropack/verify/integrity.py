@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.freeze.base_image import CONFIG_FIELDS, inherited_config
 from repropack.image.dockerfile import manifest_labels
 from repropack.manifest.seal import digest_of

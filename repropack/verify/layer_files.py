@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repropack.cache import cache_root, disabled
 from repropack.canonical import canonical_json, sha256_hex
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import EnvironmentProblem
 from repropack.freeze.lockfile import LockedPackage
 from repropack.freeze.wheelhouse import ensure_packages

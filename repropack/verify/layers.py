@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import EnvironmentProblem
 
 CHUNK = 1 << 20

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import STRICT, Engine, Sandbox
+from repropack.engine.client import Engine
 from repropack.engine.output_cap import DEFAULT_MAX_OUTPUT
+from repropack.engine.types import STRICT, Sandbox
 from repropack.image.embedded import load_image_manifest
 from repropack.manifest.paper import paper_manifest_digest
 from repropack.run.local import RunRequest, check_request, default_command, run_image

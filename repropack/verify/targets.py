@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.errors import BadInput
 from repropack.manifest.paper import parse_paper
 from repropack.verify.checks import Check

@@ -13,7 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 
 SKIPPED = "repro/venv"  # the image's CPU environment: the GPU machine brings its own torch
 

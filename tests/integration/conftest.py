@@ -329,7 +329,7 @@ def assert_readers_agree(image: str) -> None:
     image and its local base, which verify uses here; the image's own layers, used when the base is not
     local) fail the same checks, and every path the first names is named by the second too (itself, or
     a folder above it that a whiteout or opaque folder deleted)."""
-    from repropack.engine import Engine
+    from repropack.engine.client import Engine
     from repropack.verify import filesystem as rootfs
     from repropack.verify import integrity, layer_files
 

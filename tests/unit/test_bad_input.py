@@ -33,7 +33,7 @@ from bad_input_cases import (
 )
 from unit_factories import Experiment, MakeExperiment, Result, RunCli, cli_runner, git
 
-from repropack.engine import Engine
+from repropack.engine.client import Engine
 from repropack.image.embedded import DIGEST_LABEL
 from repropack.runtime.layout import MANIFEST_LAYOUT as LAYOUT
 
@@ -290,7 +290,7 @@ def test_at_least_forty_cases() -> None:
 
 def test_naming_the_default_lockfile_is_not_a_typo(prepare: Callable[[Case], Experiment]) -> None:
     """'lockfile: requirements.lock' may be missing, like the unnamed default that build makes."""
-    from repropack.spec import load_spec
+    from repropack.experiment.validate import load_spec
 
     experiment = prepare(Case("default-named", (), spec=SPEC + "lockfile: requirements.lock\n"))
     experiment.lockfile.unlink()

@@ -10,8 +10,8 @@ import pytest
 
 from repropack.checksums.index import tree_digest
 from repropack.errors import BadInput
+from repropack.experiment.model import Dataset
 from repropack.freeze.data import FrozenDataset, datasets_digest, freeze_dataset
-from repropack.spec import Dataset
 
 
 @pytest.fixture

@@ -127,8 +127,8 @@ def test_default_workers_is_bounded() -> None:
 
 def test_progress_reaches_freeze_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """freeze's callback runs on across datasets: the second one's counts start where the first ended."""
+    from repropack.experiment.model import Dataset
     from repropack.freeze import freeze_datasets
-    from repropack.spec import Dataset
 
     monkeypatch.setenv("REPROPACK_NO_CACHE", "1")
     (tmp_path / "a").write_bytes(b"a" * 10)

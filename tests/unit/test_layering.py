@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "canonical", "files", "cache", "runtime"),  # shared, no pipeline knowledge
     ("engine",),  # the Docker boundary
     ("checksums", "bases"),
-    ("spec",),
+    ("experiment",),
     ("freeze",),
     ("manifest",),
     ("image",),

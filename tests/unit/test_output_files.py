@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from repropack.engine import Mount, OutputCap, RunResult
+from repropack.engine.types import Mount, OutputCap, RunResult
 from repropack.errors import CommandFailed, EnvironmentProblem
 from repropack.image.embedded import ImageManifest
 from repropack.run.local import RunRequest, run_image

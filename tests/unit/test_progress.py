@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from repropack.cli.progress import HashMeter, PushMeter
-from repropack.engine import PushProgress
+from repropack.engine.types import PushProgress
 
 
 class Clock:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from image_fakes import BASE_IMAGE, IMAGE, FakeEngine, layer_tar
 
-from repropack.engine import ForwardStream
+from repropack.engine.streams import ForwardStream
 from repropack.verify import filesystem as rootfs
 from repropack.verify.integrity import image_checks
 from repropack.verify.layers import Entry, read_entries

@@ -10,7 +10,9 @@ import pytest
 from unit_factories import REMOVE, MakeExperiment
 
 from repropack.errors import BadInput, SpecError
-from repropack.spec import Dataset, Expected, command_fields, load_spec
+from repropack.experiment.commands import command_fields
+from repropack.experiment.model import Dataset, Expected
+from repropack.experiment.validate import load_spec
 
 DIGEST = "ab" * 32
 PLAIN: dict[str, Any] = {"commands": {"train": "python train.py"}}  # no placeholders to cascade

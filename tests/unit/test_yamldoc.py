@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repropack.errors import BadInput
-from repropack.spec.yamldoc import load_yaml
+from repropack.experiment.yamldoc import load_yaml
 
 
 def test_values_and_lines() -> None:

@@ -135,7 +135,7 @@ class Experiment:
         self.lockfile.write_text(lock_text(self.folder / "requirements.in", str(self.spec.get("python", "3.11"))))
 
     def load(self) -> Any:
-        from repropack.spec import load_spec
+        from repropack.experiment.validate import load_spec
 
         return load_spec(self.spec_path)
 

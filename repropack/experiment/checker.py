@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from repropack.spec.yamldoc import Located
+from repropack.experiment.yamldoc import Located
 
 
 class Checker:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from repropack.errors import SpecError
-from repropack.files import read_text
-from repropack.spec.checker import Checker, kind
-from repropack.spec.commands import check_commands, check_metrics
-from repropack.spec.model import (
+from repropack.experiment.checker import Checker, kind
+from repropack.experiment.commands import check_commands, check_metrics
+from repropack.experiment.model import (
     DATASET_KEYS,
     DIGEST_REFERENCE,
     GPU_MODES,
@@ -25,7 +24,8 @@ from repropack.spec.model import (
     Dataset,
     Spec,
 )
-from repropack.spec.yamldoc import Located, load_yaml
+from repropack.experiment.yamldoc import Located, load_yaml
+from repropack.files import read_text
 
 
 def load_spec(path: Path, *, lockfile_may_be_missing: bool = False) -> Spec:

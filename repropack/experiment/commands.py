@@ -8,8 +8,8 @@ import string
 from pathlib import PurePosixPath
 from typing import Any
 
-from repropack.spec.checker import Checker
-from repropack.spec.model import EXPECTED_KEYS, IDENTIFIER, METRICS_KEYS, PLACEHOLDERS, Dataset, Expected, Metrics
+from repropack.experiment.checker import Checker
+from repropack.experiment.model import EXPECTED_KEYS, IDENTIFIER, METRICS_KEYS, PLACEHOLDERS, Dataset, Expected, Metrics
 
 
 def command_fields(command: str) -> list[str]:
