@@ -1,34 +1,8 @@
-"""The stat cache: sha256 of dataset files that have not changed since they were last hashed.
-
-A file is identified by its absolute path and the facts ``stat`` gives for free: device, inode, size,
-modification and change time (DVC keys its cache on inode, size and mtime; git's index adds ctime, which
-no user tool can set back). Any difference means the file is read and hashed again. More rules keep the
-cache from ever vouching for content it did not see:
-
-- Racy timestamps (git's "racy clean" problem): a file modified within ``RACY_NS`` of the moment its
-  stat was taken could change again without its timestamps moving (they tick coarsely on some file
-  systems). Such an entry is never trusted; the file is hashed again until it has been quiet that long.
-- A file read as it changed is recorded under the stat taken before reading, which its change time no
-  longer matches: the next run hashes it again. A file that did not have its listed size, or (large
-  files) whose stat after reading differs, is not recorded at all (see ``repropack.checksums.hashing._moved``).
-- Concurrent runs: one SQLite database; each dataset (a file, or a folder) is one row holding all its
-  entries, replaced in one transaction, so a reader sees one writer's complete record or the previous
-  one. A busy database means the cache is skipped for this run, never an error.
-- Damage: a file that is not SQLite, malformed pages, a foreign schema, or a record whose sha256 does not
-  match its bytes means the whole file is deleted (and made afresh by the next run); nothing in it is used.
-  So no write waits for the disk (no fsync): a power cut that damages the file costs a re-hash, not a
-  wrong hash.
-
-A record holds the tree's listing as it was when hashed (names, and the stat keys as five columns of
-64-bit integers), the stat of every folder walked, and the index of exactly those files. While no folder
-moved, the same names are stat-ed again without a walk (:func:`repropack.checksums.listing.relist`); when every
-stat is the record's, byte for byte, and the racy rule trusts every file and folder, the index is used as
-it is: an unchanged dataset of many files costs one stat per file and two comparisons. Otherwise the
-tree is walked and its files are vouched for one by one. A record that leaves a file out (racy, or read
-as it changed) keeps no folders, so the next run walks.
-
-``REPROPACK_NO_CACHE=1`` turns the cache off (every file is hashed).
-"""
+"""The stat cache: sha256 of dataset files that have not changed since they were last hashed, keyed by
+path, device, inode, size, mtime and ctime, in one SQLite file (one row per dataset, replaced in one
+transaction). It never vouches for content it did not see: racy timestamps, files that changed while
+read and damaged records all mean a re-hash. ``REPROPACK_NO_CACHE=1`` turns it off. The rules are in
+docs/architecture.md, "The stat cache"."""
 
 from __future__ import annotations
 

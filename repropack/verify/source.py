@@ -1,17 +1,7 @@
-"""``verify --source GIT_REPO``: is the image's code the recorded commit's tree in a repository the reader trusts?
-
-The integrity check proves that ``/repro/code`` is the manifest's ``code.files``; this check proves that
-``code.files`` is the tree of ``code.commit`` under ``code.folder``, by the rules :mod:`repropack.freeze.code`
-ships by (its own listing function decides): regular files only (symlinks and submodules never ship),
-mode 0755 for git's executable mode and 0644 otherwise, and the declared datasets left out.
-
-The manifest does not record where a dataset lay on the host (only its name, kind, file name, file count,
-size and digest), so a committed file that ``code.files`` lacks counts as data only where the manifest
-proves it: the file (a file dataset: same name) or the folder (a folder dataset) holds content whose index
-has exactly the dataset's digest. Any other file of the commit that the image lacks is named as missing.
-
-All git calls go through :func:`_git`; nothing here reads the image or runs anything from it.
-"""
+"""``verify --source GIT_REPO``: is the image's code the recorded commit's tree in a repository the
+reader trusts? Integrity proves /repro/code is the manifest's ``code.files``; this proves ``code.files``
+is the tree of ``code.commit`` under ``code.folder``, by the rules freeze ships by. All git calls go
+through :func:`_git`; nothing here reads the image or runs anything from it. See docs/architecture.md."""
 
 from __future__ import annotations
 
