@@ -44,6 +44,14 @@ MaxOutputOpt = Annotated[
     str | None,
     typer.Option("--max-output", metavar="SIZE", help="Stop the run past SIZE written to /output (default 1G)."),
 ]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="KEY=VALUE: override a config value.")
+]
+SeedsOpt = Annotated[
+    str | None, typer.Option("--seeds", metavar="0-4", help="One run per seed: a list (0,1,2) or a range (0-4).")
+]
+NameOpt = Annotated[str | None, typer.Option("--name", metavar="TEXT", help="The run's name in its group.")]
+GroupOpt = Annotated[str | None, typer.Option("--group", metavar="NAME", help="File the runs in this group.")]
 GpusOpt = Annotated[
     str | None, typer.Option("--gpus", metavar="all", help="'all' gives the container every GPU (like docker run).")
 ]
@@ -82,12 +90,38 @@ def _main(
 
 
 def seeds_option(value: str | None) -> tuple[int, ...]:
+    """``--seeds``: a list (``0,1,2``), a range (``0-4``, both ends included) or both (``0-2,7``)."""
     if value is None:
         return ()
-    parts = [part.strip() for part in value.split(",")]
-    if not parts or not all(part.isascii() and part.isdigit() and int(part) < 2**32 for part in parts):
-        raise BadInput(f"--seeds takes whole numbers separated by commas (for example 0,1,2), not '{value}'.")
-    return tuple(int(part) for part in parts)
+    usage = "--seeds takes whole numbers and ranges separated by commas (for example 0,1,2 or 0-4)"
+    seeds: list[int] = []
+    for part in (part.strip() for part in value.split(",")):
+        low, dash, high = part.partition("-")
+        ends = [low, high] if dash else [low]
+        if not all(end.isascii() and end.isdigit() and int(end) < 2**32 for end in ends):
+            raise BadInput(f"{usage}, not '{value}'.")
+        first, last = int(ends[0]), int(ends[-1])
+        if last < first:
+            raise BadInput(f"--seeds {part}: a range runs upwards (for example {last}-{first}), not '{part}'.")
+        if last - first >= 10_000:
+            raise BadInput(f"--seeds {part} is {last - first + 1} seeds; at most 10000 at once.")
+        seeds += [seed for seed in range(first, last + 1) if seed not in seeds]
+    return tuple(seeds)
+
+
+def sweep_option(values: list[str] | None) -> list[tuple[str, list[str]]]:
+    """``--sweep KEY=V1,V2,...`` (repeatable) -> (key, values) pairs, checked for their syntax."""
+    found: list[tuple[str, list[str]]] = []
+    for item in values or ():
+        key, sep, rest = item.partition("=")
+        key = key.strip()
+        choices = [choice.strip() for choice in rest.split(",")]
+        if not sep or not key or not all(choices):
+            raise BadInput(f"--sweep takes KEY=V1,V2,... (for example --sweep lr=0.01,0.1), not '{item}'.")
+        if any(key == other for other, _ in found):
+            raise BadInput(f"--sweep {key} is given twice.", hint="List all its values in one --sweep.")
+        found.append((key, choices))
+    return found
 
 
 def max_output_option(value: str | None) -> int:

@@ -37,6 +37,7 @@ class RunRequest:
     gpus: bool = False
     sandbox: Sandbox = OPEN
     max_output: int = DEFAULT_MAX_OUTPUT  # bytes the run may add to the output folder
+    new_data: tuple[str, ...] = ()  # dataset names whose --data is other data on purpose (a rerun with new data)
 
     def __post_init__(self) -> None:
         parse_data(self.data)
@@ -81,7 +82,9 @@ class RunOutcome:
     command: str
     output: Path
     metrics: dict[str, float]
-    record: dict[str, Any]
+    record: dict[str, Any]  # the run's run.json ({} when it left none)
+    exit_code: int = 0
+    error: ReproError | None = None  # why the run failed; None when it succeeded
 
 
 def default_command(manifest: Manifest, preferred: tuple[str, ...]) -> str:
@@ -181,6 +184,22 @@ def run_image(
     output: Path,
     on_line: Callable[[str], None],
 ) -> RunOutcome:
+    """Run the command; raises the run's error when it failed (see :func:`execute_run`)."""
+    outcome = execute_run(engine, image, request, output, on_line)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome
+
+
+def execute_run(
+    engine: Engine,
+    image: ImageManifest,
+    request: RunRequest,
+    output: Path,
+    on_line: Callable[[str], None],
+) -> RunOutcome:
+    """Run the command and report how it went. Bad arguments raise before anything runs; a run that
+    started and failed returns its outcome with ``error`` set, so it can be recorded."""
     manifest = image.manifest
     command, mounts = check_request(manifest, request)  # every argument is checked before anything is written
     if output.exists() and not output.is_dir():
@@ -195,6 +214,8 @@ def run_image(
         args += ["--seed", str(request.seed)]
     if request.timeout is not None:
         args += ["--timeout", str(request.timeout)]
+    for name in request.new_data:
+        args += ["--new-data", name]
     result = engine.run(
         image.image_id,
         args,
@@ -207,18 +228,25 @@ def run_image(
         output_cap=OutputCap(folder, request.max_output),
     )
     if result.output_exceeded:
-        raise OutputTooLarge(request.max_output)
-    record = _read_json(folder, "run.json")
+        return RunOutcome(command, output, {}, {}, result.exit_code, OutputTooLarge(request.max_output))
+    try:
+        record = _read_json(folder, "run.json")
+    except ReproError as exc:
+        return RunOutcome(command, output, {}, {}, result.exit_code, exc)
     if result.exit_code != 0:
         error = RUNTIME_ERRORS.get(result.exit_code, CommandFailed)
         last = next((line for line in reversed(result.output_tail) if line.strip()), "")
         reason = "it was killed for using too much memory" if result.oom_killed else last
-        raise error(
+        failure = error(
             f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: {reason}"
         )
-    metrics = _read_json(folder, "metrics.json")
+        return RunOutcome(command, output, {}, record, result.exit_code, failure)
+    try:
+        metrics = _read_json(folder, "metrics.json")
+    except ReproError as exc:
+        return RunOutcome(command, output, {}, record, result.exit_code, exc)
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return RunOutcome(command, output, numbers, record)
+    return RunOutcome(command, output, numbers, record, 0, None)
 
 
 def _read_json(folder: Path, name: str) -> dict[str, Any]:

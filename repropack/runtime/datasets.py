@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if __package__:  # imported as a module of repropack.runtime (on the host)
@@ -89,10 +90,37 @@ def check_dataset(name: str, record: DatasetRecord) -> str | None:
     return f"'{name}' differs from the manifest ({'; '.join(parts)})"
 
 
-def check_datasets(manifest: Manifest) -> None:
+def new_data_digest(name: str, record: DatasetRecord) -> str:
+    """The index digest of data given in place of the frozen dataset (``--new-data NAME``): the same
+    digest the manifest would hold for it, so a record can say whether it is the frozen data."""
+    mount = record["mount"]
+    if not os.path.isdir(mount):
+        raise Stop(2, f"The new data for '{name}' is not there ({mount} is missing).")
+    files = list_files(mount)
+    if record["kind"] == "file":  # the file the commands name, not what lies beside it
+        wanted = set(read_index(name, record))
+        files = [rel for rel in files if rel in wanted]
+        if not files:
+            raise Stop(2, f"The new data for '{name}' holds no {', '.join(sorted(wanted))}.")
+    lines = "".join(
+        layout.index_line(sha256_file(os.path.join(mount, rel)), os.path.getsize(os.path.join(mount, rel)), rel)
+        for rel in files
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def check_datasets(manifest: Manifest, new: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Check every dataset against the manifest, except those named in ``new`` (other data on purpose,
+    whose digests are computed); returns per dataset its digest, whether it is embedded and as frozen."""
     embedded: list[tuple[str, str, str]] = []
     mounted: list[tuple[str, str, str]] = []
+    uses: dict[str, dict[str, Any]] = {}
     for name, record in sorted(manifest["datasets"].items()):
+        if name in new:
+            digest = new_data_digest(name, record)
+            uses[name] = {"sha256": digest, "embedded": False, "as_frozen": digest == record["sha256"]}
+            continue
+        uses[name] = {"sha256": record["sha256"], "embedded": bool(record["embed"]), "as_frozen": True}
         problem = check_dataset(name, record)
         if problem:
             (embedded if record["embed"] else mounted).append((name, problem, record["mount"]))
@@ -111,3 +139,4 @@ def check_datasets(manifest: Manifest) -> None:
             + "; ".join(p for _, p, _ in mounted)
             + f". Mount the right data ({how}, or 'repropack run --data NAME=PATH').",
         )
+    return uses

@@ -48,7 +48,10 @@ SETTINGS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "REPRO_DETERMINISM", "R
 # -- arguments ---------------------------------------------------------------------------------------------
 def parse_args(argv: list[str], manifest: records.Manifest) -> dict[str, Any]:
     commands = sorted(manifest["commands"])
-    usage = "usage: IMAGE COMMAND [--seed N] [--set KEY=VALUE]... [--timeout SECONDS] [--determinism MODE]"
+    usage = (
+        "usage: IMAGE COMMAND [--seed N] [--set KEY=VALUE]... [--timeout SECONDS] [--determinism MODE] "
+        "[--new-data NAME]..."
+    )
     if not argv or argv[0] in ("-h", "--help", "help"):
         raise Stop(0 if argv else 2, f"{usage}\ncommands: {', '.join(commands)}")
     options: dict[str, Any] = {
@@ -58,13 +61,14 @@ def parse_args(argv: list[str], manifest: records.Manifest) -> dict[str, Any]:
         "timeout": None,
         "determinism": "strict",
         "output": manifest["layout"]["output"],
+        "new_data": [],
     }
     if options["command"] not in manifest["commands"]:
         raise Stop(2, f"Unknown command '{argv[0]}'. This image has: {', '.join(commands)}.")
     rest = argv[1:]
     while rest:
         flag = rest.pop(0)
-        if flag not in ("--seed", "--set", "--timeout", "--determinism", "--output") or not rest:
+        if flag not in ("--seed", "--set", "--timeout", "--determinism", "--output", "--new-data") or not rest:
             raise Stop(2, f"Unexpected argument '{flag}'. {usage}")
         value = rest.pop(0)
         if flag == "--seed":
@@ -84,6 +88,11 @@ def parse_args(argv: list[str], manifest: records.Manifest) -> dict[str, Any]:
             if value not in DETERMINISM_MODES:
                 raise Stop(2, f"--determinism is one of {', '.join(DETERMINISM_MODES)}, not '{value}'.")
             options["determinism"] = value
+        elif flag == "--new-data":
+            if value not in manifest["datasets"]:
+                known = ", ".join(sorted(manifest["datasets"])) or "none"
+                raise Stop(2, f"--new-data {value}: the experiment has no dataset '{value}' (it has: {known}).")
+            options["new_data"].append(value)
         else:
             options["output"] = value
     return options
@@ -144,6 +153,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def config_digest(path: str | None) -> str | None:
+    """The sha256 of the config the command saw (after any --set), or None without one."""
+    if not path:
+        return None
+    try:
+        return datasets.sha256_file(path)
+    except OSError:
+        return None
+
+
 def python_packages() -> dict[str, str]:
     try:
         from importlib import metadata
@@ -183,7 +202,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
             "Run it with 'docker run --gpus all' on a host with the NVIDIA Container Toolkit.",
         )
     device = "cuda" if gpu["visible"] and mode != "none" else "cpu"
-    datasets.check_datasets(manifest)
+    data_uses = datasets.check_datasets(manifest, options["new_data"])
     try:
         os.makedirs(output, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=output)
@@ -223,6 +242,8 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
         "duration_s": duration,
         "seed": options["seed"],
         "overrides": overrides,
+        "config_sha256": config_digest(config),
+        "datasets": data_uses,
         "timeout_s": options["timeout"],
         "user": {"uid": user[0] if user else os.geteuid(), "gid": user[1] if user else os.getegid()},
         "settings": {k: env[k] for k in SETTINGS},

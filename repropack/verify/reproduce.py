@@ -19,6 +19,8 @@ from repropack.image.embedded import load_image_manifest
 from repropack.manifest.paper import paper_manifest_digest
 from repropack.run.local import RunRequest, check_request, default_command, run_image
 from repropack.run.output_folder import scratch_folder
+from repropack.run.recorder import RunLabel, recorded_run
+from repropack.store.store import Store
 from repropack.verify.checks import Check
 from repropack.verify.integrity import image_checks, manifest_checks
 from repropack.verify.integrity_cache import IntegrityCache
@@ -41,6 +43,7 @@ class VerifyOptions:
     cache: bool = True  # reuse passing file and package checks of an earlier verify of the same image id
     source: str | None = None  # --source: a git repository whose commit the image's code must be
     max_output: int = DEFAULT_MAX_OUTPUT  # --max-output: bytes one run may write to /output
+    group: str = ""  # --group: the group its runs are recorded in
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -77,9 +80,14 @@ def aggregate(runs: list[dict[str, float]], names: list[str]) -> tuple[dict[str,
 
 
 def verify_target(
-    engine: Engine, target: str, options: VerifyOptions, on_line: Callable[[str], None]
+    engine: Engine,
+    target: str,
+    options: VerifyOptions,
+    on_line: Callable[[str], None],
+    store: Store | None = None,
 ) -> dict[str, Any]:
-    """Run the verification and return the report; ``report['reproduced']`` decides the exit code."""
+    """Run the verification and return the report; ``report['reproduced']`` decides the exit code. With a
+    ``store``, each run is recorded there (kind ``verify``) and the report names the run ids."""
     resolved = resolve_target(engine, target)
     loaded = load_image_manifest(engine, resolved.image)
     manifest = loaded.manifest
@@ -120,11 +128,29 @@ def verify_target(
     request = RunRequest(
         command=command, data=options.data, gpus=options.gpus, sandbox=options.sandbox, max_output=options.max_output
     )
+    label = RunLabel(
+        image=report["image"] if resolved.paper is not None else target,
+        group=options.group,
+        kind="verify",
+        reference=resolved.reference,
+    )
     for seed in seeds:
+        run_id = None
         with scratch_folder("repropack-verify-") as scratch:
-            outcome = run_image(engine, loaded, replace(request, seed=seed), scratch, on_line)
+            if store is None:
+                outcome = run_image(engine, loaded, replace(request, seed=seed), scratch, on_line)
+            else:
+                record, recorded = recorded_run(
+                    store, engine, loaded, replace(request, seed=seed), scratch, on_line, label
+                )
+                run_id = record["id"]
+                assert recorded is not None
+                if recorded.error is not None:
+                    raise recorded.error
+                outcome = recorded
         runs.append(
             {
+                "run_id": run_id,
                 "seed": outcome.record.get("seed"),
                 "metrics": outcome.metrics,
                 "duration_s": outcome.record.get("duration_s"),
@@ -138,6 +164,8 @@ def verify_target(
         metrics[name].update(extra)
     report["metrics"] = metrics
     report["runs"] = [{k: v for k, v in run.items() if k != "record"} for run in runs]
+    report["run_ids"] = [run["run_id"] for run in runs if run["run_id"]]
+    report["group"] = options.group
     report["run"] = {key: runs[0]["record"].get(key) for key in RUN_FIELDS}
     report["reproduced"] = all(m["passed"] for m in metrics.values())
     return report

@@ -68,6 +68,21 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every run the tests make is recorded in a store of the session's own, never the user's."""
+    folder = tmp_path_factory.mktemp("store")
+    saved = {key: os.environ.get(key) for key in ("REPROPACK_STORE", "REPROPACK_STORE_BLOBS")}
+    os.environ["REPROPACK_STORE"] = str(folder / "runs.sqlite")
+    os.environ["REPROPACK_STORE_BLOBS"] = str(folder / "blobs")
+    yield folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     try:

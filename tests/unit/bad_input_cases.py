@@ -578,9 +578,39 @@ ARGUMENT_CASES = [
     # verify: checked before Docker is contacted.
     Case(
         "verify-seeds-not-numbers",
-        ("--seeds takes whole numbers separated by commas", "'1,x'"),
+        ("--seeds takes whole numbers and ranges separated by commas", "'1,x'"),
         names="--seeds",
         argv=("verify", "{image}", "--seeds", "1,x"),
+    ),
+    Case(
+        "verify-seeds-range-downwards",
+        ("a range runs upwards", "2-5", "'5-2'"),
+        names="--seeds",
+        argv=("verify", "{image}", "--seeds", "5-2"),
+    ),
+    Case(
+        "run-seeds-range-downwards",
+        ("a range runs upwards",),
+        names="--seeds",
+        argv=("run", "{image}", "--seeds", "5-2"),
+    ),
+    Case(
+        "run-sweep-no-values",
+        ("--sweep takes KEY=V1,V2", "'lr='"),
+        names="--sweep",
+        argv=("run", "{image}", "--sweep", "lr="),
+    ),
+    Case(
+        "run-sweep-and-set-same-key",
+        ("--set lr and --sweep lr are both given",),
+        names="--sweep lr",
+        argv=("run", "{image}", "--sweep", "lr=1,2", "--set", "lr=3"),
+    ),
+    Case(
+        "run-name-for-a-sweep",
+        ("--name names one run",),
+        names="--name",
+        argv=("run", "{image}", "--seeds", "0-1", "--name", "x"),
     ),
     Case(
         "verify-seeds-empty-item",

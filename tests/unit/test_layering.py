@@ -17,13 +17,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "repropack"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "canonical", "files", "cache", "runtime"),  # shared, no pipeline knowledge
     ("engine",),  # the Docker boundary
-    ("checksums", "bases"),
+    ("checksums", "bases", "store"),  # store: the run records and their blobs
     ("experiment",),
     ("freeze",),
     ("manifest",),
     ("image",),
     ("run",),
     ("verify", "publish"),
+    ("report",),  # comparisons and the report page over recorded runs
     ("cli",),
     ("__main__",),
 )

@@ -89,6 +89,7 @@ def test_parse_args_defaults(make_manifest: Callable[..., dict[str, Any]]) -> No
         "timeout": None,
         "determinism": "strict",
         "output": "/output",
+        "new_data": [],
     }
 
 
@@ -232,6 +233,36 @@ def test_check_datasets_embedded_mismatch_is_code_1_mounted_is_code_2(mounted: t
     error = stop(lambda: ep.datasets.check_datasets({"datasets": {"d": record}}))
     assert error.code == 2
     assert f"-v HOST_PATH:{mount}:ro" in error.message
+
+
+def test_check_datasets_reports_each_datasets_digest_and_how_it_came(mounted: tuple[Path, dict[str, Any]]) -> None:
+    _mount, record = mounted
+    uses = ep.datasets.check_datasets({"datasets": {"d": record, "e": {**record, "embed": True}}})
+    assert uses == {
+        "d": {"sha256": record["sha256"], "embedded": False, "as_frozen": True},
+        "e": {"sha256": record["sha256"], "embedded": True, "as_frozen": True},
+    }
+
+
+def test_new_data_is_hashed_not_refused_and_its_digest_is_the_manifests_kind(
+    mounted: tuple[Path, dict[str, Any]],
+) -> None:
+    mount, record = mounted
+    same = ep.datasets.check_datasets({"datasets": {"d": record}}, ["d"])
+    assert same["d"] == {"sha256": record["sha256"], "embedded": False, "as_frozen": True}  # same bytes, same digest
+    (mount / "a.csv").write_bytes(b"new data\n")
+    for embed in (False, True):  # new data in place of an embedded dataset is not "the image was modified"
+        uses = ep.datasets.check_datasets({"datasets": {"d": {**record, "embed": embed}}}, ["d"])
+        assert uses["d"]["as_frozen"] is False and uses["d"]["sha256"] != record["sha256"]
+    assert stop(lambda: ep.datasets.check_datasets({"datasets": {"d": record}})).code == 2  # without: refused
+
+
+def test_new_data_names_a_dataset_of_the_manifest(make_manifest: Callable[..., dict[str, Any]]) -> None:
+    manifest = make_manifest()
+    name = sorted(manifest["datasets"])[0]
+    assert ep.parse_args(["train", "--new-data", name], manifest)["new_data"] == [name]
+    error = stop(lambda: ep.parse_args(["train", "--new-data", "nope"], manifest))
+    assert error.code == 2 and "no dataset 'nope'" in error.message
 
 
 # -- apply_overrides ---------------------------------------------------------------------------------------

@@ -1,0 +1,262 @@
+"""Commands over the run store: ``runs`` (and ``runs export``), ``show``, ``logs``, ``outputs``,
+``compare`` and ``report``. None of them needs a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from repropack.cli.app import JsonOpt, app, print_json, say
+from repropack.errors import BadInput
+
+if TYPE_CHECKING:
+    from repropack.store.records import RunRecord
+    from repropack.store.store import Store
+
+runs_app = typer.Typer(
+    help="The recorded runs: list, filter, sort (and export).", invoke_without_command=True, no_args_is_help=False
+)
+app.add_typer(runs_app, name="runs")
+
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="A run id (or unique prefix), or GROUP/NAME.")]
+GroupFilter = Annotated[str | None, typer.Option("--group", metavar="NAME", help="Only this group's runs.")]
+
+
+def _store() -> Store:
+    from repropack.store.store import Store
+
+    return Store.open()
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    group: GroupFilter = None,
+    image: Annotated[str | None, typer.Option("--image", metavar="REF", help="Only runs of this image.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", metavar="S", help="running, succeeded, failed, killed or lost.")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", metavar="METRIC", help="Order by a metric (-METRIC: largest first).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the recorded runs (oldest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from repropack.store.records import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"--status is one of {', '.join(STATUSES)}, not '{status}'.")
+    found = _store().summaries(group=group, image=image, status=status)
+    if sort:
+        metric, descending = sort.removeprefix("-"), sort.startswith("-")
+        if found and not any(metric in run["metrics"] for run in found):
+            known = sorted({name for run in found for name in run["metrics"]})
+            raise BadInput(f"--sort {metric}: no listed run has that metric (they have: {', '.join(known) or 'none'}).")
+        having = [run for run in found if metric in run["metrics"]]
+        having.sort(key=lambda run: run["metrics"][metric], reverse=descending)
+        found = having + [run for run in found if metric not in run["metrics"]]
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        say("no runs recorded" + (" that match" if group or image or status else " yet"))
+        return
+    print(_table(found))
+
+
+def _table(found: list[dict[str, Any]]) -> str:
+    header = ["ID", "GROUP", "NAME", "STATUS", "COMMAND", "SEED", "STARTED", "TIME", "METRICS"]
+    rows = [
+        [
+            run["id"][:10],
+            run["group"] or "-",
+            run["name"],
+            run["status"],
+            run["command"],
+            "-" if run["seed"] is None else str(run["seed"]),
+            run["started"][:19].replace("T", " "),
+            "-" if run["duration_s"] is None else f"{run['duration_s']:.1f}s",
+            " ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items()) or "-",
+        ]
+        for run in found
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
+    )
+
+
+@app.command()
+def show(run_ref: RunArg, as_json: JsonOpt = False) -> None:
+    """One run's page: image, command, seed, overrides, data, status, times, hardware, metrics, outputs."""
+    record = _store().resolve(run_ref)
+    if as_json:
+        print_json(record)
+        return
+    print(render_record(record))
+
+
+def render_record(r: RunRecord) -> str:
+    hardware, software = r["hardware"], r["software"]
+    host = hardware.get("host") or {}
+    gpu = hardware.get("gpu") or {}
+    lines = [
+        f"run {r['id']}",
+        f"  name        {r['group'] + '/' if r['group'] else ''}{r['name']}  ({r['kind']})",
+        *([f"  description {r['description']}"] if r["description"] else []),
+        f"  status      {r['status']}" + (f" (exit code {r['exit_code']})" if r["exit_code"] is not None else ""),
+        *([f"  error       {r['error']}"] if r["error"] else []),
+        f"  image       {r['image']}",
+        f"  image id    {r['image_id']}",
+        f"  manifest    {r['manifest_digest']}",
+        *([f"  published   {r['reference']}"] if r["reference"] else []),
+        f"  command     {r['command']}" + (f": {' '.join(r['argv'])}" if r["argv"] else ""),
+        f"  seed        {r['seed']}",
+        f"  overrides   {json.dumps(r['overrides'], sort_keys=True) if r['overrides'] else 'none'}",
+        *([f"  config      sha256:{r['config_sha256']}"] if r["config_sha256"] else []),
+        "  datasets    "
+        + (
+            "; ".join(
+                f"{name} sha256:{use['sha256'][:16]} ({'embedded' if use['embedded'] else 'mounted'}"
+                f"{'' if use['as_frozen'] else ', NEW DATA'})"
+                for name, use in sorted(r["datasets"].items())
+            )
+            or "none"
+        ),
+        f"  requires    gpus: {'all' if r['requirements']['gpus'] else 'none'}, memory: "
+        f"{r['requirements']['memory'] or 'no limit'}",
+        f"  started     {r['started']}",
+        f"  ended       {r['ended'] or '-'}" + (f" ({r['duration_s']:.1f} s)" if r["duration_s"] is not None else ""),
+        f"  hardware    {hardware.get('device') or '-'}; {host.get('cpu') or '?'} x{host.get('cpus') or '?'}"
+        + (f"; GPU {', '.join(gpu['devices'])}" if gpu.get("devices") else ""),
+        f"  software    python {software.get('python') or '?'}"
+        + (f", torch {(software.get('torch') or {}).get('version')}" if software.get("torch") else ""),
+        "  metrics     " + (", ".join(f"{k}={v:.6g}" for k, v in sorted(r["metrics"].items())) or "none"),
+        f"  outputs     {len(r['outputs'])} file{'' if len(r['outputs']) == 1 else 's'}"
+        + (f", {sum(f['size'] for f in r['outputs'])} bytes" if r["outputs"] else ""),
+        *[f"                {f['path']}  ({f['size']} bytes, sha256:{f['sha256'][:16]})" for f in r["outputs"][:20]],
+        *([f"                ... and {len(r['outputs']) - 20} more"] if len(r["outputs"]) > 20 else []),
+        f"  re-run      {r['rerun']}",
+        f"              repropack rerun {r['id'][:10]}",
+    ]
+    return "\n".join(lines)
+
+
+@app.command()
+def logs(
+    run_ref: RunArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing while the run runs.")] = False,
+) -> None:
+    """The run's full log (stdout and stderr, as the container printed them)."""
+    store = _store()
+    record = store.resolve(run_ref)
+    if record["log_sha256"]:
+        sys.stdout.write(
+            store.blobs.read(record["log_sha256"], f"the log of run {record['id'][:10]}").decode(errors="replace")
+        )
+        return
+    live = store.live_log(record["id"])
+    offset = 0
+    while True:
+        if live.exists():
+            with live.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        if not follow:
+            return
+        record = store.get(record["id"])
+        if record["status"] != "running":
+            if record["log_sha256"]:  # the rest, from the stored log
+                data = store.blobs.read(record["log_sha256"], f"the log of run {record['id'][:10]}")
+                sys.stdout.write(data[offset:].decode(errors="replace"))
+            return
+        time.sleep(0.5)
+
+
+@app.command()
+def outputs(
+    run_ref: RunArg,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Write the files here (new or empty).")],
+) -> None:
+    """Write the run's output files into DIR, each checked against its sha256."""
+    from repropack.store.outputs import restore
+
+    store = _store()
+    record = store.resolve(run_ref)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise BadInput(
+            f"--output {output} is not an empty folder.", hint="Name a new or empty folder: nothing is overwritten."
+        )
+    files = store.outputs(record["id"])
+    written = restore(store.blobs, files, output, record["id"][:10])
+    noun = "file" if len(files) == 1 else "files"
+    say(f"{len(files)} {noun} ({written} bytes) of run {record['id'][:10]} in {output}/, each checked by its sha256")
+
+
+def _selected(store: Store, refs: list[str] | None, group: str | None) -> list[str]:
+    if bool(refs) == (group is not None):
+        raise BadInput("Name the runs (RUN...) or a group (--group NAME), one of the two.")
+    if group is not None:
+        ids = [run["id"] for run in store.summaries(group=group)]
+        if not ids:
+            raise BadInput(f"The group '{group}' has no runs.", hint="See the groups with: repropack runs")
+        return ids
+    ids = []
+    for ref in refs or ():
+        run_id = store.resolve(ref)["id"]
+        if run_id not in ids:
+            ids.append(run_id)
+    return ids
+
+
+@app.command(name="compare")
+def compare_runs(
+    run_refs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs to compare.")] = None,
+    group: GroupFilter = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="One CSV row per run.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Parameters and metrics side by side; columns that differ are marked."""
+    from repropack.report.compare import compare, to_csv, to_text
+
+    if as_csv and as_json:
+        raise BadInput("--csv and --json: choose one.")
+    store = _store()
+    ids = _selected(store, run_refs, group)
+    order = {run_id: n for n, run_id in enumerate(ids)}
+    found = sorted(store.summaries(ids=ids if group is None else None, group=group), key=lambda r: order[r["id"]])
+    table = compare(found)
+    if as_csv:
+        sys.stdout.write(to_csv(table))
+    elif as_json:
+        print_json(table.as_dict())
+    else:
+        print(to_text(table))
+
+
+@app.command()
+def report(
+    run_refs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs in the report.")] = None,
+    group: GroupFilter = None,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+) -> None:
+    """One self-contained HTML page: verdict, metrics per run, plots, differences, re-run commands."""
+    from repropack.report.page import write_report
+
+    store = _store()
+    records = [store.get(run_id) for run_id in _selected(store, run_refs, group)]
+    title = f"group {group}" if group is not None else ", ".join(r["name"] for r in records[:3])
+    write_report(records, title, output)
+    say(f"report of {len(records)} run{'' if len(records) == 1 else 's'} written to {output}")

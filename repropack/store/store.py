@@ -1,0 +1,282 @@
+"""The run store: records in the database, their output files and logs as blobs.
+
+``REPROPACK_STORE`` names the database (default: ``runs.sqlite`` in repropack's cache folder) and
+``REPROPACK_STORE_BLOBS`` the blob folder (default: ``blobs/`` beside the default database; required
+with a PostgreSQL store, and then a folder every user of the store can reach).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from repropack.cache import cache_root
+from repropack.errors import BadInput
+from repropack.store.blobs import BlobStore
+from repropack.store.database import Conflict, Database, connect
+from repropack.store.migrations import upgrade
+from repropack.store.records import RunRecord, Status
+
+STORE_ENV = "REPROPACK_STORE"
+BLOBS_ENV = "REPROPACK_STORE_BLOBS"
+SUMMARY_COLUMNS = (
+    "id, grp, name, kind, status, image, image_id, manifest_digest, command, seed, overrides, "
+    "started, ended, duration_s, exit_code"
+)
+
+
+def default_location() -> tuple[str, Path]:
+    configured = os.environ.get(STORE_ENV, "").strip()
+    blobs = os.environ.get(BLOBS_ENV, "").strip()
+    if not configured:
+        root = cache_root() / "store"
+        return str(root / "runs.sqlite"), Path(blobs) if blobs else root / "blobs"
+    if configured.startswith(("postgresql://", "postgres://")) and not blobs:
+        raise BadInput(
+            f"{STORE_ENV} names a shared PostgreSQL store, and {BLOBS_ENV} is not set.",
+            hint=f"Set {BLOBS_ENV}=DIR to a folder every user of the store can reach (the runs' files live there).",
+        )
+    if blobs:
+        return configured, Path(blobs)
+    path = Path(configured.removeprefix("sqlite:").removeprefix("//")).expanduser()
+    return configured, path.parent / "blobs"
+
+
+def _process_token(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (so a reused pid is not taken for the recorder)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def recorder_token() -> str:
+    return f"{socket.gethostname()} {os.getpid()} {_process_token(os.getpid())}"
+
+
+def _recorder_gone(token: str) -> bool:
+    """True when the recording process is known to be gone: it ran on this host and no longer runs."""
+    host, _, rest = token.partition(" ")
+    pid, _, start = rest.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's: only it can tell
+    return _process_token(int(pid)) != start
+
+
+class Store:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+        upgrade(db)
+
+    @classmethod
+    def open(cls) -> Store:
+        location, blobs = default_location()
+        return cls(connect(location), BlobStore(blobs))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def begin(self, record: RunRecord, private: dict[str, Any]) -> RunRecord:
+        """Insert the record as ``running``; its name is made unique in its group (name-2, name-3, ...)."""
+        base = record["name"]
+        for attempt in range(1, 10_000):
+            record["name"] = base if attempt == 1 else f"{base}-{attempt}"
+            try:
+                with self.db.transaction():
+                    self.db.execute(
+                        "INSERT INTO runs (id, grp, name, kind, status, image, image_id, manifest_digest, command, "
+                        "seed, overrides, started, ended, duration_s, exit_code, recorder, record, private) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*self._columns(record), recorder_token(), _dump(record), _dump(private)),
+                    )
+                return record
+            except Conflict:
+                continue
+        raise BadInput(f"The group '{record['group']}' has too many runs named '{base}'.", hint="Name the run.")
+
+    def finish(self, record: RunRecord) -> None:
+        """Write the whole record, its metrics and its outputs in one transaction: all of it or none."""
+        with self.db.transaction():
+            self.db.execute(
+                "UPDATE runs SET grp = ?, name = ?, kind = ?, status = ?, image = ?, image_id = ?, "
+                "manifest_digest = ?, command = ?, seed = ?, overrides = ?, started = ?, ended = ?, duration_s = ?, "
+                "exit_code = ?, record = ? WHERE id = ?",
+                (*self._columns(record)[1:], _dump(record), record["id"]),
+            )
+            self.db.execute("DELETE FROM metrics WHERE run_id = ?", (record["id"],))
+            self.db.executemany(
+                "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+                [(record["id"], name, value) for name, value in sorted(record["metrics"].items())],
+            )
+            self.db.execute("DELETE FROM outputs WHERE run_id = ?", (record["id"],))
+            self.db.executemany(
+                "INSERT INTO outputs (run_id, path, sha256, size) VALUES (?, ?, ?, ?)",
+                [(record["id"], f["path"], f["sha256"], f["size"]) for f in record["outputs"]],
+            )
+
+    @staticmethod
+    def _columns(record: RunRecord) -> tuple[Any, ...]:
+        return (
+            record["id"],
+            record["group"],
+            record["name"],
+            record["kind"],
+            record["status"],
+            record["image"],
+            record["image_id"],
+            record["manifest_digest"],
+            record["command"],
+            record["seed"],
+            _dump(record["overrides"]),
+            record["started"],
+            record["ended"],
+            record["duration_s"],
+            record["exit_code"],
+        )
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord:
+        self._settle([run_id])
+        rows = self.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise BadInput(f"There is no run {run_id} in the run store {self.db.where}.")
+        return cast(RunRecord, json.loads(rows[0][0]))
+
+    def private(self, run_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT private FROM runs WHERE id = ?", (run_id,))
+        return cast(dict[str, Any], json.loads(rows[0][0])) if rows else {}
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A run by id, unique id prefix, or GROUP/NAME."""
+        ref = ref.strip()
+        if not ref:
+            raise BadInput("A run is named by its id (or a unique prefix of it) or by GROUP/NAME, not ''.")
+        if "/" in ref:
+            group, _, name = ref.rpartition("/")
+            rows = self.db.execute("SELECT id FROM runs WHERE grp = ? AND name = ?", (group, name))
+            if not rows:
+                raise BadInput(
+                    f"There is no run named '{name}' in the group '{group}'.",
+                    hint="See the group's runs with: repropack runs --group " + (group or "''"),
+                )
+            return self.get(rows[0][0])
+        if not all(c in "0123456789abcdef" for c in ref.lower()):
+            raise BadInput(
+                f"'{ref}' is not a run id (hexadecimal) or GROUP/NAME.", hint="See them with: repropack runs"
+            )
+        rows = self.db.execute("SELECT id FROM runs WHERE id LIKE ? ORDER BY id LIMIT 6", (ref.lower() + "%",))
+        if not rows:
+            raise BadInput(f"No run's id starts with '{ref}'.", hint="See the recorded runs with: repropack runs")
+        if len(rows) > 1:
+            shown = ", ".join(row[0][:12] for row in rows[:5])
+            raise BadInput(f"'{ref}' is the start of more than one run's id ({shown}...).", hint="Give more digits.")
+        return self.get(rows[0][0])
+
+    def summaries(
+        self,
+        *,
+        group: str | None = None,
+        image: str | None = None,
+        status: str | None = None,
+        ids: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run summaries (oldest first) with their metrics; nothing parses a whole record."""
+        where, params = _filters(group, image, status, ids)
+        self._settle(None)
+        rows = self.db.execute(f"SELECT {SUMMARY_COLUMNS} FROM runs{where} ORDER BY started, id", params)
+        metric_rows = self.db.execute(
+            f"SELECT m.run_id, m.name, m.value FROM metrics m JOIN runs ON runs.id = m.run_id{where}", params
+        )
+        metrics: dict[str, dict[str, float]] = {}
+        for run_id, name, value in metric_rows:
+            metrics.setdefault(run_id, {})[name] = value
+        keys = [c.strip() for c in SUMMARY_COLUMNS.split(",")]
+        found = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["group"] = item.pop("grp")
+            item["overrides"] = json.loads(item["overrides"])
+            item["metrics"] = dict(sorted(metrics.get(item["id"], {}).items()))
+            found.append(item)
+        return found
+
+    def group_records(self, group: str) -> list[RunRecord]:
+        rows = self.db.execute("SELECT id FROM runs WHERE grp = ? ORDER BY started, id", (group,))
+        return [self.get(row[0]) for row in rows]
+
+    def _settle(self, ids: list[str] | None) -> None:
+        """Mark ``running`` records whose recorder on this host has died as ``lost`` (kill -9, power cut)."""
+        if ids is None:
+            rows = self.db.execute("SELECT id, recorder FROM runs WHERE status = 'running'")
+        else:
+            rows = self.db.execute("SELECT id, recorder FROM runs WHERE status = 'running' AND id = ?", (ids[0],))
+        for run_id, token in rows:
+            if _recorder_gone(token):
+                self.mark(run_id, "lost", f"The recording process ({token.split()[1]}) ended before the run did.")
+
+    def mark(self, run_id: str, status: Status, error: str) -> None:
+        """End a running record as ``status`` (killed, lost) when nothing else will finish it."""
+        with self.db.transaction():
+            rows = self.db.execute("SELECT record FROM runs WHERE id = ? AND status = 'running'", (run_id,))
+            if not rows:
+                return
+            record = cast(RunRecord, json.loads(rows[0][0]))
+            record["status"] = status
+            record["error"] = error
+            self.db.execute(
+                "UPDATE runs SET status = ?, record = ? WHERE id = ? AND status = 'running'",
+                (status, _dump(record), run_id),
+            )
+
+    def outputs(self, run_id: str) -> list[tuple[str, str, int]]:
+        return [
+            (row[0], row[1], int(row[2]))
+            for row in self.db.execute(
+                "SELECT path, sha256, size FROM outputs WHERE run_id = ? ORDER BY path", (run_id,)
+            )
+        ]
+
+    # -- live logs -------------------------------------------------------------------------------------------
+    def live_log(self, run_id: str) -> Path:
+        return self.blobs.root / "live" / f"{run_id}.log"
+
+    @contextlib.contextmanager
+    def live_log_writer(self, run_id: str) -> Iterator[Any]:
+        path = self.live_log(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8", errors="replace") as handle:
+            yield handle
+
+
+def _filters(
+    group: str | None, image: str | None, status: str | None, ids: list[str] | None
+) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if group is not None:
+        clauses.append("runs.grp = ?")
+        params.append(group)
+    if image is not None:
+        bare = image.removeprefix("sha256:")
+        clauses.append("(runs.image = ? OR runs.image_id LIKE ?)")
+        params += [image, f"sha256:{bare}%"]
+    if status is not None:
+        clauses.append("runs.status = ?")
+        params.append(status)
+    if ids is not None:
+        clauses.append(f"runs.id IN ({', '.join('?' for _ in ids)})")
+        params += ids
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
