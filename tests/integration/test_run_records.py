@@ -203,7 +203,7 @@ def test_outputs_outlive_the_output_folder_and_a_damaged_blob_is_never_served(
     digest = next(f["sha256"] for f in record["outputs"] if f["path"] == "model/weights.bin")
     blob = run_store / "blobs" / "sha256" / digest[:2] / digest[2:]
     os.chmod(blob, 0o644)
-    blob.write_bytes(b"\0" + weights[1:])  # one byte flipped on disk
+    blob.write_bytes(b"\xff" + weights[1:])  # one byte changed on disk
     damaged = repropack("outputs", run_id, "--output", str(tmp_path / "again"))
     assert damaged.code == 3
     assert digest in damaged.stderr and "damaged" in damaged.stderr
