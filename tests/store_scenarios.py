@@ -168,33 +168,16 @@ def scenario_two_recorders_at_once(location: str, blobs: Path) -> None:
 
 def scenario_upgrade_and_refuse_newer(location: str, blobs: Path) -> None:
     db = connect(location)
-    upgrade(db, latest=1)  # a store written by the first release: no metrics table
-    assert schema_version(db) == 1 and "metrics" not in db.tables()
+    upgrade(db, latest=1)  # a store written by the first release: no summaries
+    assert schema_version(db) == 1
     record = make_record(status="succeeded", metrics={"acc": 0.5})
     db.execute(
-        "INSERT INTO runs (id, grp, name, kind, status, image, image_id, manifest_digest, command, seed, overrides, "
-        "started, ended, duration_s, exit_code, recorder, record, private) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            record["id"],
-            "g",
-            "old",
-            "run",
-            "succeeded",
-            "i",
-            "sha256:1",
-            "sha256:2",
-            "train",
-            0,
-            "{}",
-            record["started"],
-            None,
-            None,
-            0,
-            "elsewhere 1 1",
-            json.dumps(record),
-            "{}",
-        ),
+        "INSERT INTO runs (id, grp, name, kind, status, image, image_id, started, recorder) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (record["id"], "g", "old", "run", "succeeded", "i", "sha256:1", record["started"], "elsewhere 1 1"),
+    )
+    db.execute(
+        "INSERT INTO documents (run_id, record, private) VALUES (?, ?, ?)", (record["id"], json.dumps(record), "{}")
     )
     db.close()
     store = open_store(location, blobs)  # upgraded in place, the old run's metrics moved into their table

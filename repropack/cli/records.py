@@ -53,7 +53,12 @@ def runs(
 
     if status is not None and status not in STATUSES:
         raise BadInput(f"--status is one of {', '.join(STATUSES)}, not '{status}'.")
-    found = _store().summaries(group=group, image=image, status=status)
+    store = _store()
+    if as_json and not sort:  # the summaries as stored (canonical JSON), one run a line, none parsed
+        texts = store.summary_texts(group=group, image=image, status=status)
+        sys.stdout.write("[\n" + ",\n".join("  " + text for text in texts) + "\n]\n" if texts else "[]\n")
+        return
+    found = store.summaries(group=group, image=image, status=status)
     if sort:
         metric, descending = sort.removeprefix("-"), sort.startswith("-")
         if found and not any(metric in run["metrics"] for run in found):
@@ -63,7 +68,8 @@ def runs(
         having.sort(key=lambda run: run["metrics"][metric], reverse=descending)
         found = having + [run for run in found if metric not in run["metrics"]]
     if as_json:
-        print_json(found)
+        lines = ",\n".join("  " + json.dumps(run, sort_keys=True) for run in found)
+        sys.stdout.write(f"[\n{lines}\n]\n" if found else "[]\n")
         return
     if not found:
         say("no runs recorded" + (" that match" if group or image or status else " yet"))
@@ -72,25 +78,26 @@ def runs(
 
 
 def _table(found: list[dict[str, Any]]) -> str:
-    header = ["ID", "GROUP", "NAME", "STATUS", "COMMAND", "SEED", "STARTED", "TIME", "METRICS"]
-    rows = [
-        [
-            run["id"][:10],
-            run["group"] or "-",
-            run["name"],
-            run["status"],
-            run["command"],
-            "-" if run["seed"] is None else str(run["seed"]),
-            run["started"][:19].replace("T", " "),
-            "-" if run["duration_s"] is None else f"{run['duration_s']:.1f}s",
-            " ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items()) or "-",
-        ]
-        for run in found
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
-    )
+    header = ("ID", "GROUP", "NAME", "STATUS", "COMMAND", "SEED", "STARTED", "TIME", "METRICS")
+    rows = [header]
+    for run in found:
+        seconds = run["duration_s"]
+        rows.append(
+            (
+                run["id"][:10],
+                run["group"] or "-",
+                run["name"],
+                run["status"],
+                run["command"],
+                "-" if run["seed"] is None else str(run["seed"]),
+                run["started"][:19].replace("T", " "),
+                "-" if seconds is None else f"{seconds:.1f}s",
+                " ".join([f"{k}={v:.4g}" for k, v in run["metrics"].items()]) or "-",
+            )
+        )
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    template = "  ".join(f"{{:<{width}}}" for width in widths[:-1]) + "  {}"
+    return "\n".join([template.format(*row).rstrip() for row in rows])
 
 
 @app.command()
@@ -203,20 +210,22 @@ def outputs(
     say(f"{len(files)} {noun} ({written} bytes) of run {record['id'][:10]} in {output}/, each checked by its sha256")
 
 
-def _selected(store: Store, refs: list[str] | None, group: str | None) -> list[str]:
+def _selected(store: Store, refs: list[str] | None, group: str | None) -> list[dict[str, Any]]:
+    """The summaries of the runs named (in the order given) or of the group's runs (oldest first)."""
     if bool(refs) == (group is not None):
         raise BadInput("Name the runs (RUN...) or a group (--group NAME), one of the two.")
     if group is not None:
-        ids = [run["id"] for run in store.summaries(group=group)]
-        if not ids:
+        found = store.summaries(group=group)
+        if not found:
             raise BadInput(f"The group '{group}' has no runs.", hint="See the groups with: repropack runs")
-        return ids
-    ids = []
+        return found
+    ids: list[str] = []
     for ref in refs or ():
         run_id = store.resolve(ref)["id"]
         if run_id not in ids:
             ids.append(run_id)
-    return ids
+    order = {run_id: n for n, run_id in enumerate(ids)}
+    return sorted(store.summaries(ids=ids), key=lambda run: order[run["id"]])
 
 
 @app.command(name="compare")
@@ -231,11 +240,7 @@ def compare_runs(
 
     if as_csv and as_json:
         raise BadInput("--csv and --json: choose one.")
-    store = _store()
-    ids = _selected(store, run_refs, group)
-    order = {run_id: n for n, run_id in enumerate(ids)}
-    found = sorted(store.summaries(ids=ids if group is None else None, group=group), key=lambda r: order[r["id"]])
-    table = compare(found)
+    table = compare(_selected(_store(), run_refs, group))
     if as_csv:
         sys.stdout.write(to_csv(table))
     elif as_json:
@@ -256,7 +261,7 @@ def report(
     from repropack.report.page import write_report
 
     store = _store()
-    records = [store.get(run_id) for run_id in _selected(store, run_refs, group)]
+    records = [store.get(run["id"]) for run in _selected(store, run_refs, group)]
     title = f"group {group}" if group is not None else ", ".join(r["name"] for r in records[:3])
     write_report(records, title, output)
     say(f"report of {len(records)} run{'' if len(records) == 1 else 's'} written to {output}")

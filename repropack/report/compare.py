@@ -18,11 +18,16 @@ FIXED = ("id", "group", "name", "seed")
 @dataclass(frozen=True)
 class Comparison:
     columns: list[str]
-    rows: list[dict[str, Any]]
+    rows: list[list[Any]]  # one per run, in the order of ``columns``
     differs: list[str]  # the parameter and metric columns whose values are not all equal
+    overrides: int = 0  # how many columns, after the fixed ones, are overrides (of any JSON type)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"columns": self.columns, "rows": self.rows, "differs": self.differs}
+        return {
+            "columns": self.columns,
+            "rows": [dict(zip(self.columns, row, strict=True)) for row in self.rows],
+            "differs": self.differs,
+        }
 
 
 def compare(summaries: list[dict[str, Any]]) -> Comparison:
@@ -30,49 +35,70 @@ def compare(summaries: list[dict[str, Any]]) -> Comparison:
     metrics = sorted({name for run in summaries for name in run["metrics"]})
     metric_columns = [f"metric.{name}" if name in overrides or name in FIXED else name for name in metrics]
     columns = [*FIXED, *overrides, *metric_columns]
-    rows = []
-    for run in summaries:
-        row: dict[str, Any] = {key: run[key] for key in FIXED}
-        row.update({key: run["overrides"].get(key) for key in overrides})
-        row.update({column: run["metrics"].get(name) for column, name in zip(metric_columns, metrics, strict=True)})
-        rows.append(row)
-    differs = [column for column in columns[3:] if len({json.dumps(row[column], sort_keys=True) for row in rows}) > 1]
-    return Comparison(columns, rows, differs)
+    rows = [
+        [
+            run["id"],
+            run["group"],
+            run["name"],
+            run["seed"],
+            *[run["overrides"].get(key) for key in overrides],
+            *[run["metrics"].get(name) for name in metrics],
+        ]
+        for run in summaries
+    ]
+    differs = [column for index, column in enumerate(columns) if index >= 3 and _differs([r[index] for r in rows])]
+    return Comparison(columns, rows, differs, len(overrides))
+
+
+def _differs(values: list[Any]) -> bool:
+    """Not all the same value of the same type (1, 1.0 and True are three different values here)."""
+    try:
+        if len(set(values)) > 1:
+            return True
+    except TypeError:  # a list or a mapping
+        return len({json.dumps(value, sort_keys=True) for value in values}) > 1
+    return len({type(value) for value in values}) > 1
 
 
 def to_csv(comparison: Comparison) -> str:
+    """The table as CSV: numbers as Python writes them (floats round-trip), a missing value empty."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(comparison.columns)
-    for row in comparison.rows:
-        writer.writerow(["" if row[c] is None else _cell(row[c]) for c in comparison.columns])
+    rows = comparison.rows
+    overrides = range(len(FIXED), len(FIXED) + comparison.overrides)  # metrics are numbers, seeds whole numbers
+    odd = [i for i in overrides if {type(row[i]) for row in rows} - {int, float, str, type(None)}]
+    if odd:  # JSON for lists, mappings and booleans (true, not True)
+        rows = [[_cell(v) if i in odd and v is not None else v for i, v in enumerate(row)] for row in rows]
+    writer.writerows(rows)
     return out.getvalue()
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, float):
         return repr(value)
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def to_text(comparison: Comparison) -> str:
     """An aligned table; differing columns are marked with '*' in the header, the id shortened."""
     header = [f"{c}*" if c in comparison.differs else c for c in comparison.columns]
-    body = [
-        [str(row["id"])[:10] if c == "id" else ("-" if row[c] is None else _short(row[c])) for c in comparison.columns]
-        for row in comparison.rows
-    ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *body]
-    ]
+    body = [[row[0][:10], *map(_short, row[1:])] for row in comparison.rows]
+    widths = [max(map(len, column)) for column in zip(header, *body, strict=True)]
+    template = "  ".join(f"{{:<{width}}}" for width in widths[:-1]) + "  {}"
+    lines = [template.format(*line).rstrip() for line in [header, *body]]
     if comparison.differs:
         lines.append("* differs between the runs")
     return "\n".join(lines)
 
 
 def _short(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return value if isinstance(value, str) and value else _cell(value) if value != "" else "-"
+    return value if isinstance(value, str) else _cell(value)

@@ -73,8 +73,6 @@ SUMMARY_KEYS = (
     "kind",
     "status",
     "image",
-    "image_id",
-    "manifest_digest",
     "command",
     "seed",
     "overrides",
@@ -86,5 +84,5 @@ SUMMARY_KEYS = (
 )
 
 
-def summary(record: RunRecord) -> dict[str, Any]:
-    return {key: record[key] for key in SUMMARY_KEYS}  # type: ignore[literal-required]
+def summary(record: RunRecord | dict[str, Any]) -> dict[str, Any]:
+    return {key: record.get(key) for key in SUMMARY_KEYS}

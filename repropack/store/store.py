@@ -20,14 +20,10 @@ from repropack.errors import BadInput
 from repropack.store.blobs import BlobStore
 from repropack.store.database import Conflict, Database, connect
 from repropack.store.migrations import upgrade
-from repropack.store.records import RunRecord, Status
+from repropack.store.records import RunRecord, Status, summary
 
 STORE_ENV = "REPROPACK_STORE"
 BLOBS_ENV = "REPROPACK_STORE_BLOBS"
-SUMMARY_COLUMNS = (
-    "id, grp, name, kind, status, image, image_id, manifest_digest, command, seed, overrides, "
-    "started, ended, duration_s, exit_code"
-)
 
 
 def default_location() -> tuple[str, Path]:
@@ -93,10 +89,13 @@ class Store:
             try:
                 with self.db.transaction():
                     self.db.execute(
-                        "INSERT INTO runs (id, grp, name, kind, status, image, image_id, manifest_digest, command, "
-                        "seed, overrides, started, ended, duration_s, exit_code, recorder, record, private) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*self._columns(record), recorder_token(), _dump(record), _dump(private)),
+                        "INSERT INTO runs (id, grp, name, kind, status, image, image_id, started, recorder, summary) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*_columns(record), recorder_token(), _dump(summary(record))),
+                    )
+                    self.db.execute(
+                        "INSERT INTO documents (run_id, record, private) VALUES (?, ?, ?)",
+                        (record["id"], _dump(record), _dump(private)),
                     )
                 return record
             except Conflict:
@@ -104,55 +103,30 @@ class Store:
         raise BadInput(f"The group '{record['group']}' has too many runs named '{base}'.", hint="Name the run.")
 
     def finish(self, record: RunRecord) -> None:
-        """Write the whole record, its metrics and its outputs in one transaction: all of it or none."""
+        """Write the whole record and its outputs in one transaction: all of it or none."""
         with self.db.transaction():
             self.db.execute(
-                "UPDATE runs SET grp = ?, name = ?, kind = ?, status = ?, image = ?, image_id = ?, "
-                "manifest_digest = ?, command = ?, seed = ?, overrides = ?, started = ?, ended = ?, duration_s = ?, "
-                "exit_code = ?, record = ? WHERE id = ?",
-                (*self._columns(record)[1:], _dump(record), record["id"]),
+                "UPDATE runs SET grp = ?, name = ?, kind = ?, status = ?, image = ?, image_id = ?, started = ?, "
+                "summary = ? WHERE id = ?",
+                (*_columns(record)[1:], _dump(summary(record)), record["id"]),
             )
-            self.db.execute("DELETE FROM metrics WHERE run_id = ?", (record["id"],))
-            self.db.executemany(
-                "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
-                [(record["id"], name, value) for name, value in sorted(record["metrics"].items())],
-            )
+            self.db.execute("UPDATE documents SET record = ? WHERE run_id = ?", (_dump(record), record["id"]))
             self.db.execute("DELETE FROM outputs WHERE run_id = ?", (record["id"],))
             self.db.executemany(
                 "INSERT INTO outputs (run_id, path, sha256, size) VALUES (?, ?, ?, ?)",
                 [(record["id"], f["path"], f["sha256"], f["size"]) for f in record["outputs"]],
             )
 
-    @staticmethod
-    def _columns(record: RunRecord) -> tuple[Any, ...]:
-        return (
-            record["id"],
-            record["group"],
-            record["name"],
-            record["kind"],
-            record["status"],
-            record["image"],
-            record["image_id"],
-            record["manifest_digest"],
-            record["command"],
-            record["seed"],
-            _dump(record["overrides"]),
-            record["started"],
-            record["ended"],
-            record["duration_s"],
-            record["exit_code"],
-        )
-
     # -- reading -------------------------------------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord:
         self._settle([run_id])
-        rows = self.db.execute("SELECT record FROM runs WHERE id = ?", (run_id,))
+        rows = self.db.execute("SELECT record FROM documents WHERE run_id = ?", (run_id,))
         if not rows:
             raise BadInput(f"There is no run {run_id} in the run store {self.db.where}.")
         return cast(RunRecord, json.loads(rows[0][0]))
 
     def private(self, run_id: str) -> dict[str, Any]:
-        rows = self.db.execute("SELECT private FROM runs WHERE id = ?", (run_id,))
+        rows = self.db.execute("SELECT private FROM documents WHERE run_id = ?", (run_id,))
         return cast(dict[str, Any], json.loads(rows[0][0])) if rows else {}
 
     def resolve(self, ref: str) -> RunRecord:
@@ -189,25 +163,22 @@ class Store:
         status: str | None = None,
         ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run summaries (oldest first) with their metrics; nothing parses a whole record."""
+        """Run summaries (oldest first), each with its metrics; nothing parses a whole record."""
+        texts = self.summary_texts(group=group, image=image, status=status, ids=ids)
+        return cast(list[dict[str, Any]], json.loads("[" + ",".join(texts) + "]"))
+
+    def summary_texts(
+        self,
+        *,
+        group: str | None = None,
+        image: str | None = None,
+        status: str | None = None,
+        ids: list[str] | None = None,
+    ) -> list[str]:
+        """The summaries as stored: canonical JSON (sorted keys), one string per run, oldest first."""
         where, params = _filters(group, image, status, ids)
         self._settle(None)
-        rows = self.db.execute(f"SELECT {SUMMARY_COLUMNS} FROM runs{where} ORDER BY started, id", params)
-        metric_rows = self.db.execute(
-            f"SELECT m.run_id, m.name, m.value FROM metrics m JOIN runs ON runs.id = m.run_id{where}", params
-        )
-        metrics: dict[str, dict[str, float]] = {}
-        for run_id, name, value in metric_rows:
-            metrics.setdefault(run_id, {})[name] = value
-        keys = [c.strip() for c in SUMMARY_COLUMNS.split(",")]
-        found = []
-        for row in rows:
-            item = dict(zip(keys, row, strict=True))
-            item["group"] = item.pop("grp")
-            item["overrides"] = json.loads(item["overrides"])
-            item["metrics"] = dict(sorted(metrics.get(item["id"], {}).items()))
-            found.append(item)
-        return found
+        return [row[0] for row in self.db.execute(f"SELECT summary FROM runs{where} ORDER BY started, id", params)]
 
     def group_records(self, group: str) -> list[RunRecord]:
         rows = self.db.execute("SELECT id FROM runs WHERE grp = ? ORDER BY started, id", (group,))
@@ -226,16 +197,21 @@ class Store:
     def mark(self, run_id: str, status: Status, error: str) -> None:
         """End a running record as ``status`` (killed, lost) when nothing else will finish it."""
         with self.db.transaction():
-            rows = self.db.execute("SELECT record FROM runs WHERE id = ? AND status = 'running'", (run_id,))
+            rows = self.db.execute(
+                "SELECT record FROM documents JOIN runs ON runs.id = documents.run_id "
+                "WHERE run_id = ? AND status = 'running'",
+                (run_id,),
+            )
             if not rows:
                 return
             record = cast(RunRecord, json.loads(rows[0][0]))
             record["status"] = status
             record["error"] = error
             self.db.execute(
-                "UPDATE runs SET status = ?, record = ? WHERE id = ? AND status = 'running'",
-                (status, _dump(record), run_id),
+                "UPDATE runs SET status = ?, summary = ? WHERE id = ? AND status = 'running'",
+                (status, _dump(summary(record)), run_id),
             )
+            self.db.execute("UPDATE documents SET record = ? WHERE run_id = ?", (_dump(record), run_id))
 
     def outputs(self, run_id: str) -> list[tuple[str, str, int]]:
         return [
@@ -255,6 +231,19 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8", errors="replace") as handle:
             yield handle
+
+
+def _columns(record: RunRecord) -> tuple[Any, ...]:
+    return (
+        record["id"],
+        record["group"],
+        record["name"],
+        record["kind"],
+        record["status"],
+        record["image"],
+        record["image_id"],
+        record["started"],
+    )
 
 
 def _filters(
