@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any
 
 from repropack.engine.client import Engine
-from repropack.errors import ReproError
+from repropack.errors import EnvironmentProblem, ReproError
 from repropack.image.embedded import ImageManifest
 from repropack.run.local import RunOutcome, RunRequest, check_request, execute_run, parse_data, parse_sets
 from repropack.runtime.records import Manifest
@@ -177,14 +177,14 @@ def recorded_run(
     clock = time.monotonic()
     live = store.live_log(record["id"])
     outcome: RunOutcome | None = None
+    live_log = store.live_log_writer(record["id"])
     status: Status = "failed"
     error: BaseException | None = None
     try:
-        with store.live_log_writer(record["id"]) as handle, sigterm_as_interrupt():
+        with live_log, sigterm_as_interrupt():
 
             def tee(line: str) -> None:
-                handle.write(line + "\n")
-                handle.flush()
+                live_log.write(line)
                 on_line(line)
 
             outcome = execute_run(engine, image, request, output, tee)
@@ -201,14 +201,25 @@ def recorded_run(
     if error is not None:
         record["error"] = "Interrupted (Ctrl-C or SIGTERM)." if status == "killed" else str(error)
     record["history"] = history(live, manifest["metrics"]["stdout"])
+    if live_log.problem:  # a full disk, most likely: the run went on, its record says what is missing
+        kept = EnvironmentProblem(
+            f"The log of run {record['id'][:10]} could not be kept whole ({live_log.problem}).",
+            hint=f"Free some space in {store.blobs.root} and re-run it.",
+        )
+        record["status"], record["error"], error = "failed", str(kept), error or kept
     try:
         record["outputs"], _skipped = store_folder(store.blobs, output)
         if live.exists():
             with live.open("rb") as log:
                 record["log_sha256"] = store.blobs.put_file(log)[0]
     except ReproError as exc:  # a full disk: the record still ends, as failed, saying why
-        record["status"], record["outputs"], record["error"] = "failed", [], f"Its files were not kept: {exc}"
-        error = error or exc
+        kept = EnvironmentProblem(
+            f"Run {record['id'][:10]} ended, but its files could not be kept in the run store: {exc.message} "
+            f"Its record is marked failed; what it wrote is still in {output}.",
+            hint=exc.hint,
+        )
+        record["status"], record["outputs"], record["error"] = "failed", [], str(kept)
+        error = error or kept
     store.finish(record)
     live.unlink(missing_ok=True)
     if isinstance(error, Interrupted):

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -225,12 +224,45 @@ class Store:
     def live_log(self, run_id: str) -> Path:
         return self.blobs.root / "live" / f"{run_id}.log"
 
-    @contextlib.contextmanager
-    def live_log_writer(self, run_id: str) -> Iterator[Any]:
-        path = self.live_log(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8", errors="replace") as handle:
-            yield handle
+    def live_log_writer(self, run_id: str) -> LiveLog:
+        return LiveLog(self.live_log(run_id))
+
+
+class LiveLog:
+    """The log of a running run, appended line by line (``logs --follow`` reads it). A full disk stops the
+    writing, never the run: ``problem`` then says why the log is incomplete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problem: str | None = None
+        self._handle: Any = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a", encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self.problem = exc.strerror or str(exc)
+
+    def write(self, line: str) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            self.problem = exc.strerror or str(exc)
+            self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> LiveLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _columns(record: RunRecord) -> tuple[Any, ...]:

@@ -292,3 +292,67 @@ def test_verify_records_its_runs_in_a_group(recorded_image: tuple[str, Experimen
     assert {r["kind"] for r in recorded} == {"verify"} and [r["seed"] for r in recorded] == [0, 1]
     record = repropack("show", report["run_ids"][0], "--json").json()
     assert record["requirements"]["memory"] == "8g"  # verify's sandbox limit is what the run asked for
+
+
+def test_logs_follow_prints_a_running_runs_log_until_it_ends(recorded_image: tuple[str, Experiment]) -> None:
+    image, experiment = recorded_image
+    recorder = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "repropack",
+            "run",
+            image,
+            "--data",
+            data_flag(experiment),
+            "--set",
+            "sleep=4",
+            "--group",
+            "follow",
+            "--output",
+            "/tmp/repropack-follow-out",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(120):
+            found = runs("--group", "follow")
+            if found and found[0]["status"] == "running":
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail("the run did not start")
+        followed = repropack("logs", found[0]["id"], "--follow", timeout=120)
+        assert recorder.wait(60) == 0
+    finally:
+        recorder.kill()
+        subprocess.run(["rm", "-rf", "/tmp/repropack-follow-out"], check=False)
+    assert followed.code == 0, followed.stderr
+    assert "sleeping" in followed.stdout and "mean: 6.0000" in followed.stdout  # before and after the wait
+    assert followed.stdout == repropack("logs", found[0]["id"]).stdout  # the same log as the one kept
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+def test_a_full_disk_ends_the_record_as_failed_and_names_it(
+    recorded_image: tuple[str, Experiment], tmp_path: Path
+) -> None:
+    image, experiment = recorded_image
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(full)], check=True)
+    try:
+        env = {"REPROPACK_STORE": str(tmp_path / "runs.sqlite"), "REPROPACK_STORE_BLOBS": str(full)}
+        made = repropack(
+            "run", image, "--data", data_flag(experiment), "--group", "full", "--output", str(tmp_path / "out"), env=env
+        )
+        assert made.code == 3, made.stdout + made.stderr
+        assert "No space left on device" in made.stderr and "Traceback" not in made.stderr
+        listed = json.loads(repropack("runs", "--group", "full", "--json", env=env).stdout)
+        assert [r["status"] for r in listed] == ["failed"]  # ended, not left running
+        shown = repropack("show", listed[0]["id"], "--json", env=env).json()
+        assert "No space left on device" in str(shown["error"]) and shown["metrics"]["mean"] == 6.0
+        partial = list((full / "tmp").iterdir()) if (full / "tmp").exists() else []
+        assert partial == []  # no half-written blob left behind
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
