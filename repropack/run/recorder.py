@@ -215,7 +215,8 @@ def recorded_run(
     except ReproError as exc:  # a full disk: the record still ends, as failed, saying why
         kept = EnvironmentProblem(
             f"Run {record['id'][:10]} ended, but its files could not be kept in the run store: {exc.message} "
-            f"Its record is marked failed; what it wrote is still in {output}.",
+            "Its record is marked failed"
+            + ("." if label.kind == "verify" else f"; what it wrote is still in {output}."),
             hint=exc.hint,
         )
         record["status"], record["outputs"], record["error"] = "failed", [], str(kept)
