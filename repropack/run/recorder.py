@@ -221,6 +221,15 @@ def recorded_run(
         )
         record["status"], record["outputs"], record["error"] = "failed", [], str(kept)
         error = error or kept
+    if record["error"]:
+        record["error"] = without_host_paths(
+            record["error"],
+            {
+                str(output.resolve()): "OUTPUT",
+                str(output): "OUTPUT",
+                str(store.blobs.root): "BLOBS",
+            },
+        )
     store.finish(record)
     live.unlink(missing_ok=True)
     if isinstance(error, Interrupted):
@@ -228,6 +237,14 @@ def recorded_run(
     if error is not None:
         raise error
     return record, outcome
+
+
+def without_host_paths(text: str, named: dict[str, str]) -> str:
+    """``text`` with the host's folders named by role (records are shared and exported: no host paths)."""
+    for path, role in sorted({**named, str(Path.home()): "~"}.items(), key=lambda item: -len(item[0])):
+        if len(path) > 1:
+            text = text.replace(path, role)
+    return text
 
 
 def _status(outcome: RunOutcome) -> Status:

@@ -125,3 +125,12 @@ def test_hostname_is_what_the_lost_check_compares() -> None:
 
     host, pid, start = recorder_token().split(" ")
     assert host == socket.gethostname() and pid == str(os.getpid()) and start.isdigit()
+
+
+def test_errors_kept_in_records_name_no_host_folders() -> None:
+    from repropack.run.recorder import without_host_paths
+
+    home = str(Path.home())
+    text = f"could not write /srv/blobs/tmp (full); results still in {home}/exp/out and /srv/blobs"
+    cleaned = without_host_paths(text, {f"{home}/exp/out": "OUTPUT", "/srv/blobs": "BLOBS"})
+    assert cleaned == "could not write BLOBS/tmp (full); results still in OUTPUT and BLOBS"
