@@ -97,10 +97,12 @@ class SqliteDatabase:
                 raise Conflict(str(exc)) from None
             raise
         except sqlite3.OperationalError as exc:
-            full = "disk is full" in str(exc) or "database or disk is full" in str(exc)
+            full = "disk is full" in str(exc)
             raise EnvironmentProblem(
-                f"The run store {self.where} could not be written ({exc}).",
-                hint="Free some disk space and run again." if full else "Check the store's folder and disk.",
+                f"The run store {self.where} could not be {'written' if full else 'used'} ({exc}).",
+                hint="Free some disk space and run again."
+                if full
+                else "Check the store's file and folder (permissions, disk), or point REPROPACK_STORE elsewhere.",
             ) from None
         except sqlite3.DatabaseError as exc:
             raise EnvironmentProblem(
