@@ -20,28 +20,42 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 def store_folder(blobs: BlobStore, folder: Path) -> tuple[list[OutputFile], list[str]]:
-    """Store every regular file under ``folder``; returns the files (sorted by path) and what was skipped."""
+    """Store every regular file under ``folder``; returns the files (sorted by path) and what was skipped.
+
+    The walk is a loop, not a recursion (a run may nest folders deeper than Python's recursion limit), and
+    never enters a link; a folder it may not read is skipped."""
     files: list[OutputFile] = []
     skipped: list[str] = []
-    if not folder.is_dir():
-        return files, skipped
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs.sort()
-        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            full = os.path.join(root, name)
-            relative = Path(full).relative_to(folder).as_posix()
-            try:
-                fd = os.open(full, _READ)
-            except OSError:
-                skipped.append(relative)  # a link (ELOOP), a socket (ENXIO), gone
+    pending = [""] if folder.is_dir() else []
+    while pending:
+        relative_dir = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder / relative_dir if relative_dir else folder), key=lambda e: e.name)
+        except OSError:
+            skipped.append(relative_dir)
+            continue
+        for entry in entries:
+            relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(relative)
                 continue
-            with os.fdopen(fd, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    skipped.append(relative)
-                    continue
-                digest, size = blobs.put_file(handle)
-            files.append({"path": relative, "sha256": digest, "size": size})
+            stored = _store_file(blobs, entry.path)
+            if stored is None:
+                skipped.append(relative)  # a link, FIFO, socket or device; or gone
+            else:
+                files.append({"path": relative, "sha256": stored[0], "size": stored[1]})
     return sorted(files, key=lambda f: f["path"]), sorted(skipped)
+
+
+def _store_file(blobs: BlobStore, path: str) -> tuple[str, int] | None:
+    try:
+        fd = os.open(path, _READ)
+    except OSError:
+        return None  # a link (ELOOP), a socket (ENXIO), gone, too long a path
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return blobs.put_file(handle)
 
 
 def restore(blobs: BlobStore, files: list[tuple[str, str, int]], destination: Path, run: str) -> int:
