@@ -77,6 +77,29 @@ def runs(
     print(_table(found))
 
 
+@runs_app.command("export")
+def export(
+    tracking_uri: Annotated[
+        str,
+        typer.Option(
+            "--mlflow", metavar="TRACKING_URI", help="The MLflow tracking store (file:///DIR/mlruns, http://HOST:PORT)."
+        ),
+    ],
+    group: GroupFilter = None,
+) -> None:
+    """Copy the ended runs into an MLflow tracking store; runs already there are skipped (pip install
+    'repropack[mlflow]')."""
+    from repropack.report.mlflow_export import export_to_mlflow
+
+    done = export_to_mlflow(_store(), tracking_uri, group)
+    experiments = ", ".join(f"{name} (id {eid})" for name, eid in sorted(done.experiment_ids.items()))
+    say(
+        f"exported {done.exported} run{'' if done.exported == 1 else 's'} to MLflow, {done.skipped} already there"
+        + (f", {done.running} still running (export again once they end)" if done.running else "")
+        + (f"; experiments: {experiments}" if experiments else "")
+    )
+
+
 def _table(found: list[dict[str, Any]]) -> str:
     header = ("ID", "GROUP", "NAME", "STATUS", "COMMAND", "SEED", "STARTED", "TIME", "METRICS")
     rows = [header]
