@@ -1,8 +1,10 @@
-"""Real services for integration tests: a throwaway PostgreSQL server and a headless Chromium with no network.
+"""Real services for integration tests: a throwaway PostgreSQL server, a headless Chromium with no network, and a
+one-node Slurm cluster.
 
-Both come from Debian's packages (``postgresql``, ``chromium``; ``bash .ci/run`` installs them as root). Nothing
-here uses a system-wide instance: every server lives in its own temporary folder, listens on loopback only, and
-is gone when its context manager exits. ``png_is_blank`` decodes PNG files with the standard library alone.
+All come from Debian's packages (``postgresql``, ``chromium``, ``slurm-wlm`` and ``munge``; ``bash .ci/run``
+installs them as root). Nothing here uses a system-wide instance: every server lives in its own temporary folder,
+listens on loopback only, and is gone when its context manager exits. ``png_is_blank`` decodes PNG files with the
+standard library alone.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,3 +391,255 @@ def png_is_blank(path: Path) -> bool:
         if row != expected:
             return False
     return True
+
+
+# --- Slurm --------------------------------------------------------------------------------------------------
+
+SLURM_DAEMONS = ("munged", "slurmctld", "slurmd")  # munge: Debian's munge package; the rest: slurm-wlm
+SLURM_CLIENTS = ("sinfo", "squeue", "sbatch", "scancel")
+SLURM_SBIN = "/usr/sbin:/sbin"  # where Debian puts the daemons; a non-root PATH often lacks it
+SLURM_MARKER = "REPROPACK_SLURM_CLUSTER"  # in every daemon's (and client's) environment: finds leftovers
+SLURM_PARTITION = "debug"
+SLURM_START_TIMEOUT_S = 30
+SLURM_STOP_GRACE_S = 5
+UNIX_SOCKET_MAX = 107  # sun_path is 108 bytes on Linux, the last one a NUL
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """A running one-node Slurm cluster of a test's own.
+
+    ``env`` is what a client needs on top of ``os.environ`` (``SLURM_CONF`` and the cluster's marker), e.g.
+    ``subprocess.run(["sbatch", ...], env={**os.environ, **cluster.env})``. ``pids`` maps each daemon the
+    cluster started (munged, slurmctld, slurmd) to its process id."""
+
+    conf: Path
+    env: dict[str, str]
+    partition: str
+    node: str
+    cpus: int
+    pids: dict[str, int]
+
+
+def slurm_program(name: str) -> str:
+    """The path of ``name`` (a Slurm or munge program), also looked up in /usr/sbin; RuntimeError when absent."""
+    found = shutil.which(name) or shutil.which(name, path=SLURM_SBIN)
+    if found is None:
+        package = "munge" if name == "munged" else "slurm-wlm"
+        raise RuntimeError(
+            f"the Slurm test cluster needs '{name}' (Debian's {package} package), which is not installed; install "
+            "it as root: apt-get install -y --no-install-recommends slurm-wlm munge (or run 'bash .ci/run')"
+        )
+    return found
+
+
+def slurm_leftovers(workdir: Path) -> list[int]:
+    """Process ids (other than this one) whose environment holds the marker of the cluster in ``workdir``:
+    its daemons, their slurmstepd helpers, and the jobs submitted with ``SlurmCluster.env``."""
+    needle = f"{SLURM_MARKER}={workdir.resolve()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or another user's process
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _tail(*paths: Path, size: int = 1500) -> str:
+    """The last ``size`` characters of each file that exists, headed by its name."""
+    parts = [f"--- {p.name}:\n{p.read_text(errors='replace')[-size:].strip()}" for p in paths if p.exists()]
+    return "\n".join(parts) or "(no log written)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after a grace period; reaps the process either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=SLURM_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _memory_mb() -> int:
+    """This machine's memory in MiB (what ``slurmd -C`` reports as RealMemory)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+
+
+def _write_munge_key(path: Path) -> None:
+    """A fresh random key, mode 0400, owned by whoever runs this (and so munged: it runs as the same user)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    try:
+        os.write(fd, os.urandom(1024))
+    finally:
+        os.close(fd)
+
+
+def _slurm_conf(workdir: Path, socket_path: Path, node: str, cpus: int) -> str:
+    """slurm.conf for a one-node cluster on loopback whose every file lives in ``workdir``."""
+    user = pwd.getpwuid(os.geteuid()).pw_name  # root as root; otherwise daemons and jobs all run as this user
+    memory = max(1, _memory_mb() * 9 // 10)  # a bit under the machine's, so slurmd never drains the node
+    ports = [_free_port()]
+    while len(ports) < 2:  # two different ones: the kernel may hand out the port it just freed
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    lines = [
+        "# a private one-node cluster for repropack's tests (tests/integration/services.py)",
+        "ClusterName=repropack",
+        f"SlurmctldHost={node}(127.0.0.1)",
+        f"SlurmctldPort={ports[0]}",
+        f"SlurmdPort={ports[1]}",
+        f"SlurmUser={user}",
+        f"SlurmdUser={user}",
+        "AuthType=auth/munge",
+        "CredType=cred/munge",
+        f"AuthInfo=socket={socket_path}",
+        f"StateSaveLocation={workdir / 'state'}",
+        f"SlurmdSpoolDir={workdir / 'spool'}",
+        f"SlurmctldPidFile={workdir / 'slurmctld.pid'}",
+        f"SlurmdPidFile={workdir / 'slurmd.pid'}",
+        f"SlurmctldLogFile={workdir / 'slurmctld.log'}",
+        f"SlurmdLogFile={workdir / 'slurmd.log'}",
+        "SlurmctldDebug=info",
+        "SlurmdDebug=info",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core",
+        "SchedulerType=sched/backfill",
+        "SchedulerParameters=batch_sched_delay=0",  # start a submitted job now, not up to 3 s later
+        "ReturnToService=2",
+        "AccountingStorageType=accounting_storage/none",
+        "JobAcctGatherType=jobacct_gather/none",
+        "JobCompType=jobcomp/none",
+        "MpiDefault=none",
+        "MailProg=/bin/true",  # the default, /bin/mail, is absent: slurmctld would log an error at every start
+        "MessageTimeout=5",
+        "MinJobAge=5",  # sbatch --wait's poll stays at 2 s only while MinJobAge/2 <= 2 (the default 300: 2, 8, 32 s)
+        "KillWait=2",
+        "InactiveLimit=0",
+        f"NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN",
+        f"PartitionName={SLURM_PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def slurm_cluster(workdir: Path) -> Iterator[SlurmCluster]:
+    """Start a real one-node Slurm cluster whose every file lives in ``workdir``, and yield it once its node is idle.
+
+    A munged of its own (fresh key, socket in ``workdir``; Slurm finds it through ``AuthInfo=socket=``), then
+    ``slurmctld -D -i`` and ``slurmd -D`` with a slurm.conf whose only node is this host (short host name,
+    address 127.0.0.1, ``os.cpu_count()`` CPUs) on two free private ports. A system-wide munged or Slurm, if
+    any, is neither used nor disturbed. Failing to start within 30 s raises RuntimeError with the logs' tails.
+    On exit, even when the body raises, every job is cancelled, slurmd, slurmctld and munged are stopped
+    (SIGTERM, then SIGKILL after 5 s), and any process still carrying the cluster's marker is killed.
+    ``workdir`` itself (logs included) is left for the caller to inspect or remove.
+    """
+    programs = {name: slurm_program(name) for name in (*SLURM_DAEMONS, *SLURM_CLIENTS)}
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    socket_path = workdir / "munge.socket"
+    if len(os.fsencode(socket_path)) > UNIX_SOCKET_MAX:
+        raise RuntimeError(f"slurm_cluster: {socket_path} is too long for a unix socket; use a shorter workdir")
+    node = socket.gethostname().split(".")[0]  # what `hostname -s` says, and the name slurmd looks itself up by
+    cpus = os.cpu_count() or 1
+    conf = workdir / "slurm.conf"
+    for folder in ("state", "spool"):
+        (workdir / folder).mkdir(exist_ok=True)
+    _write_munge_key(workdir / "munge.key")
+    conf.write_text(_slurm_conf(workdir, socket_path, node, cpus))
+    client_env = {"SLURM_CONF": str(conf), SLURM_MARKER: str(workdir)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_", "SINFO_"))}
+    env.update(client_env)
+
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    logs = [workdir / name for name in ("munged.log", "slurmctld.log", "slurmd.log")]
+    outputs = [workdir / f"{name}.out" for name in SLURM_DAEMONS]
+
+    def start(name: str, *args: str) -> None:
+        with open(workdir / f"{name}.out", "wb") as out:
+            started[name] = subprocess.Popen(
+                [programs[name], *args],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal goes to the tests, which then stop the cluster
+            )
+
+    def fail(what: str) -> RuntimeError:
+        return RuntimeError(f"Slurm test cluster in {workdir}: {what}\n{_tail(*outputs, *logs)}")
+
+    def client(name: str, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [programs[name], *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def wait_for(what: str, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + SLURM_START_TIMEOUT_S
+        while not ready():
+            dead = [name for name, process in started.items() if process.poll() is not None]
+            if dead:
+                raise fail(f"{', '.join(dead)} exited (code {started[dead[0]].returncode}) while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise fail(f"{what} not within {SLURM_START_TIMEOUT_S} s")
+            time.sleep(0.1)
+
+    def node_idle() -> bool:
+        try:
+            return client("sinfo", "-h", "-o", "%T", "-n", node, timeout=10).stdout.split() == ["idle"]
+        except subprocess.TimeoutExpired:
+            return False
+
+    try:
+        # --force: the socket's folder is private (pytest's tmp_path is 0700), which munged otherwise refuses;
+        # clients run as the same user, so they reach it. --foreground: the pid is ours to stop and to wait on (and
+        # munged then logs to its stderr, munged.out, rather than to --log-file).
+        start(
+            "munged",
+            "--foreground",
+            "--force",
+            f"--socket={socket_path}",
+            f"--key-file={workdir / 'munge.key'}",
+            f"--pid-file={workdir / 'munged.pid'}",
+            f"--log-file={workdir / 'munged.log'}",
+            f"--seed-file={workdir / 'munged.seed'}",
+        )
+        wait_for("munged's socket", socket_path.exists)
+        start("slurmctld", "-D", "-i", "-f", str(conf))
+        start("slurmd", "-D", "-f", str(conf))
+        wait_for(f"node {node} to be idle", node_idle)
+        yield SlurmCluster(
+            conf=conf,
+            env=client_env,
+            partition=SLURM_PARTITION,
+            node=node,
+            cpus=cpus,
+            pids={name: process.pid for name, process in started.items()},
+        )
+    finally:
+        if len(started) == len(SLURM_DAEMONS) and all(process.poll() is None for process in started.values()):
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):  # cleanup never hides the body's error
+                jobs = client("squeue", "-h", "-o", "%i", timeout=10).stdout.split()
+                if jobs:
+                    client("scancel", *jobs, timeout=10)
+                    deadline = time.monotonic() + SLURM_STOP_GRACE_S
+                    while client("squeue", "-h", "-o", "%i", timeout=10).stdout.split():
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.2)
+        for name in ("slurmd", "slurmctld", "munged"):
+            if name in started:
+                _stop(started[name])
+        for pid in slurm_leftovers(workdir):  # slurmstepd and job processes that outlived a cancel
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
