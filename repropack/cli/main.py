@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from repropack.cli import making, records, running, sharing  # noqa: F401  (they register the commands)
+from repropack.cli import clusters, making, records, running, sharing  # noqa: F401  (they register the commands)
 from repropack.cli.app import app, say, state
 from repropack.errors import ReproError
 

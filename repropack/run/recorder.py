@@ -197,7 +197,7 @@ def recorded_run(
     record["ended"] = now()
     record["duration_s"] = round(time.monotonic() - clock, 3)
     if outcome is not None:
-        _fill_from_run(record, outcome)
+        fill_from_run(record, outcome)
     if error is not None:
         record["error"] = "Interrupted (Ctrl-C or SIGTERM)." if status == "killed" else str(error)
     record["history"] = history(live, manifest["metrics"]["stdout"])
@@ -255,7 +255,7 @@ def _status(outcome: RunOutcome) -> Status:
     return "failed"
 
 
-def _fill_from_run(record: RunRecord, outcome: RunOutcome) -> None:
+def fill_from_run(record: RunRecord, outcome: RunOutcome) -> None:
     run = outcome.record
     record["exit_code"] = outcome.exit_code
     record["metrics"] = outcome.metrics

@@ -80,8 +80,9 @@ class Store:
         self.db.close()
 
     # -- writing -------------------------------------------------------------------------------------------
-    def begin(self, record: RunRecord, private: dict[str, Any]) -> RunRecord:
-        """Insert the record as ``running``; its name is made unique in its group (name-2, name-3, ...)."""
+    def begin(self, record: RunRecord, private: dict[str, Any], recorder: str | None = None) -> RunRecord:
+        """Insert the record as ``running``; its name is made unique in its group (name-2, name-3, ...).
+        ``recorder`` names who ends it (default: this process; a cluster's job for a submitted task)."""
         base = record["name"]
         for attempt in range(1, 10_000):
             record["name"] = base if attempt == 1 else f"{base}-{attempt}"
@@ -90,7 +91,7 @@ class Store:
                     self.db.execute(
                         "INSERT INTO runs (id, grp, name, kind, status, image, image_id, started, recorder, summary) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*_columns(record), recorder_token(), _dump(summary(record))),
+                        (*_columns(record), recorder or recorder_token(), _dump(summary(record))),
                     )
                     self.db.execute(
                         "INSERT INTO documents (run_id, record, private) VALUES (?, ?, ?)",

@@ -607,6 +607,24 @@ ARGUMENT_CASES = [
         argv=("run", "{image}", "--sweep", "lr=1,2", "--set", "lr=3"),
     ),
     Case(
+        "submit-to-an-unknown-scheduler",
+        ("--to takes slurm", "'kubernetes'"),
+        names="--to",
+        argv=("submit", "{image}", "--to", "kubernetes"),
+    ),
+    Case(
+        "submit-malformed-seed-range",
+        ("a range runs upwards",),
+        names="--seeds",
+        argv=("submit", "{image}", "--seeds", "5-2"),
+    ),
+    Case(
+        "submit-malformed-time",
+        ("--time takes Slurm's form", "'soon'"),
+        names="--time",
+        argv=("submit", "{image}", "--time", "soon"),
+    ),
+    Case(
         "run-name-for-a-sweep",
         ("--name names one run",),
         names="--name",
