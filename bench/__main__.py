@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import data, images, records, startup, verify
+from bench import cluster, data, images, records, startup, verify
 from bench.common import PREFIX, REPO, Bench, Row, have_docker
 
 SCENARIOS: dict[str, tuple[Callable[[Bench], list[Row]], bool]] = {  # name -> (run, needs Docker)
@@ -32,6 +32,7 @@ SCENARIOS: dict[str, tuple[Callable[[Bench], list[Row]], bool]] = {  # name -> (
     "verify": (verify.scenario, True),
     "size": (images.size, True),
     "records": (records.scenario, False),
+    "cluster": (cluster.scenario, True),
 }
 
 

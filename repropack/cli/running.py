@@ -32,6 +32,7 @@ from repropack.errors import BadInput, ReproError
 if TYPE_CHECKING:
     from repropack.run.local import RunRequest
     from repropack.store.records import RunRecord
+    from repropack.verify.on_cluster import OnCluster
 
 
 @app.command()
@@ -263,6 +264,26 @@ def verify(
     ] = None,
     max_output: MaxOutputOpt = None,
     group: GroupOpt = None,
+    on: Annotated[
+        str | None,
+        typer.Option("--on", metavar="slurm|kubernetes", help="Run the seeds on this cluster (as one group)."),
+    ] = None,
+    partition: Annotated[str | None, typer.Option("--partition", metavar="P", help="With --on: the partition.")] = None,
+    account: Annotated[str | None, typer.Option("--account", metavar="A", help="With --on: the account.")] = None,
+    time_limit: Annotated[str | None, typer.Option("--time", metavar="LIMIT", help="With --on: per task.")] = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", metavar="docker|apptainer|pyxis", help="With --on: how nodes run it.")
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", metavar="N", min=0, help="With --on: lost tasks again.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option("--output", metavar="DIR", help="With --on: the tasks' shared folder.")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", metavar="NS", help="With --on kubernetes: the namespace.")
+    ] = None,
+    volume: Annotated[
+        str | None, typer.Option("--volume", metavar="CLAIM", help="With --on kubernetes: a shared volume claim.")
+    ] = None,
 ) -> None:
     """Check the image against its manifest, re-run it, and compare metrics (exit 1 when anything differs)."""
     from repropack.cli.text import render_verify_report
@@ -279,6 +300,9 @@ def verify(
         source=source,
         max_output=max_output_option(max_output),
         group=group or "",
+        on=on_cluster(
+            on, partition, account, time_limit, memory, gpus_flag(gpus), runtime, retries, output, namespace, volume
+        ),
     )
     from repropack.run.local import parse_data
     from repropack.store.store import Store
@@ -298,3 +322,45 @@ def verify(
         print(render_verify_report(report))
     if not report["reproduced"]:
         raise typer.Exit(1)
+
+
+def on_cluster(
+    to: str | None,
+    partition: str | None,
+    account: str | None,
+    time_limit: str | None,
+    memory: str | None,
+    gpus: bool,
+    runtime: str | None,
+    retries: int,
+    output: Path | None,
+    namespace: str | None,
+    volume: str | None,
+) -> OnCluster | None:
+    """verify's --on and its cluster options (given without --on, or for the other scheduler: bad input)."""
+    from repropack.cluster.kubernetes import KubeOptions
+    from repropack.cluster.slurm import SlurmOptions, check_runtime
+    from repropack.verify.on_cluster import OnCluster
+
+    flags = {"--partition": partition, "--account": account, "--time": time_limit, "--runtime": runtime,
+             "--output": output, "--namespace": namespace, "--volume": volume}  # fmt: skip
+    if to is None:
+        given = [flag for flag, value in flags.items() if value is not None] + (["--retries"] if retries else [])
+        if given:
+            raise BadInput(f"{', '.join(given)} only apply with --on slurm or --on kubernetes.")
+        return None
+    if to not in ("slurm", "kubernetes"):
+        raise BadInput(f"--on takes slurm or kubernetes, not '{to}'.")
+    other = ("--namespace", "--volume") if to == "slurm" else ("--partition", "--account", "--runtime")
+    misplaced = [flag for flag in other if flags[flag] is not None]
+    if misplaced:
+        raise BadInput(f"{', '.join(misplaced)} do not apply to --on {to}.")
+    check_runtime(runtime)
+    slurm = SlurmOptions(partition=partition, account=account, time=time_limit, memory=memory, gpus=int(gpus))
+    kube = (
+        KubeOptions(namespace=namespace or "default", gpus=int(gpus), memory=memory, time=time_limit, retries=retries,
+                    volume=volume)
+        if to == "kubernetes"
+        else None
+    )  # fmt: skip
+    return OnCluster(to=to, slurm=slurm, runtime=runtime, retries=retries, output=output, kube=kube)

@@ -1,10 +1,7 @@
 """A submitted group: one task per seed and sweep combination, each with a record begun at submission and
-ended from the markers and files the task leaves in its folder (``task-N/``) on the shared output folder.
-
-A task's state comes from its markers only: no ``started`` is queued, ``started`` without ``exit_code``
-is running, an ``exit_code`` of 0 succeeded, 137/143 killed, anything else failed. What a task left is
-read as the local run's output folder is: regular files only, no link followed, sizes capped.
-"""
+ended (see :mod:`repropack.cluster.status`) from what the task leaves in its folder (``task-N/``) on the
+shared output folder. A task submitted again (lost with retries left, or ``repropack resubmit``) gets a new
+record, its attempt counted; the earlier attempt's record and files are kept."""
 
 from __future__ import annotations
 
@@ -13,20 +10,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from repropack.cluster.slurm import SCRIPT, SlurmOptions, render_script, submit
-from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, ReproError
+from repropack.cluster import kube_tasks, slurm
+from repropack.cluster.slurm import SCRIPT, SlurmOptions, render_script
+from repropack.cluster.status import ENDED, Task, TaskState, collect, group_tasks, marker, observe_slurm, task_state
+from repropack.cluster.task_records import again, check_cluster_data, new_record, task_args
+from repropack.errors import EnvironmentProblem, ReproError
 from repropack.files import atomic_write
 from repropack.image.embedded import ImageManifest
-from repropack.run.local import RunOutcome, RunRequest, check_request
-from repropack.run.output_folder import read_record
-from repropack.run.recorder import default_name, fill_from_run, history, now, rerun_command, typed_overrides
-from repropack.store.outputs import store_folder
-from repropack.store.records import RunRecord, Status
+from repropack.run.local import RunRequest, check_request
+from repropack.store.records import RunRecord
 from repropack.store.store import Store
-
-KILLED = (137, 143)
 
 
 @dataclass(frozen=True)
@@ -38,13 +32,6 @@ class Submitted:
     run_ids: list[str]
 
 
-def task_args(command: str, request: RunRequest, seed: int) -> list[str]:
-    args = [command]
-    for item in request.sets:
-        args += ["--set", item]
-    return [*args, "--seed", str(seed)]
-
-
 def submit_group(
     store: Store,
     image: ImageManifest,
@@ -54,16 +41,13 @@ def submit_group(
     group: str,
     options: SlurmOptions,
     *,
+    runtime: str = "docker",
+    retries: int = 0,
     dry_run: bool,
+    kind: str = "run",
 ) -> Submitted:
     manifest = image.manifest
-    mounted = sorted(name for name, d in manifest["datasets"].items() if not d["embed"])
-    if mounted:
-        raise BadInput(
-            f"The experiment's dataset {', '.join(mounted)} is mounted, not embedded; cluster tasks run on data in "
-            "the image only (for now).",
-            hint="Embed the data (embed: true) and rebuild, or run the seeds locally with repropack run --seeds.",
-        )
+    check_cluster_data(manifest)
     folder = folder.resolve()
     commands = [check_request(manifest, request)[0] for request in requests]
     script_text = render_script(
@@ -74,6 +58,7 @@ def submit_group(
         experiment=manifest["experiment"]["name"],
         group=group,
         options=options,
+        runtime=runtime,
     )
     tasks = []
     for index, (request, command) in enumerate(zip(requests, commands, strict=True)):
@@ -90,175 +75,100 @@ def submit_group(
         return Submitted(group, folder, script, None, [])
     records = []
     for task, request in zip(tasks, requests, strict=True):
-        record = _new_record(image, image_ref, request, task, group, options)
+        record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
+        record["kind"] = "verify" if kind == "verify" else "run"
         private = {
             "cluster": {
                 "to": "slurm",
                 "folder": str(folder),
                 "index": task["index"],
                 "patterns": dict(manifest["metrics"]["stdout"]),
+                "attempt": 1,
+                "retries": retries,
+                "runtime": runtime,
             }
         }
         records.append(store.begin(record, private, recorder=f"slurm:{group} {uuid.uuid4().hex} submitted"))
+    job = _sbatch(store, folder, records, list(range(len(tasks))), whole=True)
+    return Submitted(group, folder, script, job, [record["id"] for record in records])
+
+
+def _sbatch(store: Store, folder: Path, records: list[RunRecord], indexes: list[int], *, whole: bool) -> str:
+    """Submit the script for ``indexes`` (all of its array when ``whole``); each task's folder names its job."""
     try:
-        job = submit(script)
+        job = slurm.submit(folder / SCRIPT, None if whole else indexes)
     except ReproError as exc:
         for record in records:
             store.mark(record["id"], "failed", f"Not submitted: {exc.message}")
         raise
-    atomic_write(folder / "job", f"{job}\n".encode())
-    return Submitted(group, folder, script, job, [record["id"] for record in records])
+    for index in indexes:
+        atomic_write(folder / f"task-{index}" / "job", f"{job}\n".encode())
+    jobs = (marker(folder, "jobs") or "").split()
+    atomic_write(folder / "jobs", "".join(f"{j}\n" for j in [*jobs, job]).encode())
+    return job
 
 
-def _new_record(
-    image: ImageManifest, image_ref: str, request: RunRequest, task: dict[str, Any], group: str, options: SlurmOptions
-) -> RunRecord:
-    manifest = image.manifest
-    overrides = typed_overrides(request.sets)
-    record: RunRecord = {
-        "id": uuid.uuid4().hex,
-        "name": default_name(task["command"], task["seed"], overrides),
-        "group": group,
-        "description": f"Slurm task {task['index']}",
-        "kind": "run",
-        "status": "running",
-        "image": image_ref,
-        "image_id": image.image_id,
-        "manifest_digest": f"sha256:{image.digest}",
-        "reference": image_ref if "@sha256:" in image_ref else None,
-        "experiment": manifest["experiment"]["name"],
-        "command": task["command"],
-        "argv": [],
-        "seed": task["seed"],
-        "overrides": overrides,
-        "config_sha256": None,
-        "datasets": {
-            name: {"sha256": d["sha256"], "embedded": True, "as_frozen": True}
-            for name, d in sorted(manifest["datasets"].items())
-        },
-        "requirements": {"gpus": options.gpus > 0, "memory": options.memory},
-        "started": now(),
-        "ended": None,
-        "duration_s": None,
-        "exit_code": None,
-        "error": None,
-        "hardware": {},
-        "software": {},
-        "metrics": {},
-        "expected": dict(manifest["metrics"]["expected"]),
-        "history": {},
-        "outputs": [],
-        "log_sha256": None,
-        "rerun": "",
-    }
-    record["rerun"] = rerun_command(record, manifest)
-    return record
+def requeue(store: Store, tasks: list[Task]) -> str:
+    """Submit these ended tasks again, each as a new attempt (see :func:`again`); the job's id."""
+    if tasks[0].cluster.get("to") == "kubernetes":
+        return kube_tasks.requeue(store, tasks)
+    records = [again(store, task, {}) for task in tasks]
+    return _sbatch(store, Path(tasks[0].cluster["folder"]), records, [task.index for task in tasks], whole=False)
 
 
-# -- status and results ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TaskState:
-    index: int
-    run_id: str
-    name: str
-    seed: int | None
-    state: str  # queued, running, succeeded, failed, killed
-    exit_code: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "run_id": self.run_id,
-            "name": self.name,
-            "seed": self.seed,
-            "state": self.state,
-            "exit_code": self.exit_code,
-        }
+def resubmit(store: Store, group: str) -> tuple[str | None, list[int]]:
+    """Submit the group's failed, killed and lost tasks again (their latest attempts); the job and indexes."""
+    status(store, group)  # what ended since the last look is recorded first
+    ended = [task for task in group_tasks(store, group) if task.record["status"] in ("failed", "killed", "lost")]
+    if not ended:
+        return None, []
+    return requeue(store, ended), [task.index for task in ended]
 
 
-def _marker(folder: Path, name: str) -> str | None:
-    data = read_record(folder, name, shown_as=str(folder))
-    return None if data is None else data.decode(errors="replace").strip()
+def cancel(store: Store, group: str) -> list[str]:
+    """scancel every job of the group; the tasks that had not ended are recorded as killed."""
+    status(store, group)  # what ended before the cancel is recorded as it ended
+    tasks = group_tasks(store, group)
+    if tasks[0].cluster.get("to") == "kubernetes":
+        jobs = kube_tasks.cancel([task for task in tasks if task.record["status"] == "running"])
+    else:
+        jobs = sorted(
+            {job for task in tasks if task.record["status"] == "running" and (job := marker(task.folder, "job"))}
+        )
+        slurm.cancel(jobs) if jobs else None
+    for task in tasks:  # marked here, not read back from markers: a killed task is not "lost" and not retried
+        if task.record["status"] == "running":
+            store.mark(task.record["id"], "killed", f"Cancelled (repropack cancel {group}).")
+    return jobs
 
 
-def group_tasks(store: Store, group: str) -> tuple[Path, list[tuple[RunRecord, int, dict[str, str]]]]:
-    """The group's folder and its tasks: record, index, and the metric patterns of its image."""
-    found = []
-    folder: Path | None = None
-    for record in store.group_records(group):
-        cluster = store.private(record["id"]).get("cluster")
-        if cluster:
-            folder = Path(cluster["folder"])
-            found.append((record, int(cluster["index"]), dict(cluster.get("patterns", {}))))
-    if folder is None:
-        raise BadInput(f"The group '{group}' has no submitted tasks.", hint="See the groups with: repropack runs")
-    return folder, sorted(found, key=lambda task: task[1])
+# -- status ------------------------------------------------------------------------------------------------
+def status(store: Store, group: str) -> list[TaskState]:
+    """Every task's state; the records of ended tasks are completed on the way (idempotently), and a lost
+    task with retries left is submitted again."""
+    tasks = group_tasks(store, group)
+    on_kubernetes = tasks[0].cluster.get("to") == "kubernetes"
+    # Kubernetes retries a lost pod itself (podFailurePolicy: uncounted) and a failed one (backoffLimitPerIndex)
+    observed = kube_tasks.observe(tasks) if on_kubernetes else observe_slurm(tasks)
+    retry = []
+    for task, seen in zip(tasks, observed, strict=True):
+        if seen.state in ENDED and task.record["status"] == "running":
+            collect(store, task.record, seen, dict(task.cluster.get("patterns", {})))
+            attempts_left = int(task.cluster.get("retries", 0)) >= int(task.cluster.get("attempt", 1))
+            if seen.state == "lost" and attempts_left and not on_kubernetes:
+                retry.append(task)
+    if retry:
+        requeue(store, retry)
+        return status(store, group)
+    return [task_state(task, seen) for task, seen in zip(tasks, observed, strict=True)]
 
 
-def task_state(folder: Path, index: int) -> tuple[str, int | None]:
-    task = folder / f"task-{index}"
-    code_text = _marker(task, "exit_code")
-    if code_text is None:
-        return ("running" if _marker(task, "started") is not None else "queued"), None
-    code = int(code_text) if code_text.lstrip("-").isdigit() else 1
-    if code == 0:
-        return "succeeded", 0
-    return ("killed" if code in KILLED else "failed"), code
-
-
-def status(store: Store, group: str) -> tuple[str | None, list[TaskState]]:
-    """Every task's state; the records of ended tasks are completed on the way (idempotently)."""
-    folder, tasks = group_tasks(store, group)
-    states = []
-    for record, index, patterns in tasks:
-        state, code = task_state(folder, index)
-        if state in ("succeeded", "failed", "killed") and record["status"] == "running":
-            collect(store, record, folder / f"task-{index}", state, code, patterns)
-        states.append(TaskState(index, record["id"], record["name"], record["seed"], state, code))
-    job = _marker(folder, "job")
-    return job, states
-
-
-def collect(
-    store: Store, record: RunRecord, task: Path, state: str, code: int | None, patterns: dict[str, str]
-) -> None:
-    output = task / "output"
-    error: ReproError | None = None
-    try:
-        run = json.loads(read_record(output, "run.json") or b"{}")
-        metrics = json.loads(read_record(output, "metrics.json") or b"{}") if code == 0 else {}
-    except (ReproError, ValueError) as exc:
-        run, metrics = {}, {}
-        error = exc if isinstance(exc, ReproError) else CommandFailed(f"The task's results are not JSON ({exc}).")
-    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if code != 0 and error is None:
-        last = (_marker(task, "log") or "").splitlines()[-3:]
-        error = CommandFailed(f"The task ended with exit code {code}: {' | '.join(last) or '(no output)'}")
-    outcome = RunOutcome(record["command"], output, numbers, run if isinstance(run, dict) else {}, code or 0, error)
-    fill_from_run(record, outcome)
-    record["exit_code"] = code
-    ended: Status = "killed" if state == "killed" else "failed"
-    record["status"] = "succeeded" if state == "succeeded" and error is None else ended
-    started, finished = _marker(task, "started"), _marker(task, "ended")
-    if started:
-        record["started"] = started
-    record["ended"] = finished or now()
-    seconds = outcome.record.get("duration_s")
-    record["duration_s"] = float(seconds) if isinstance(seconds, (int, float)) else None
-    record["history"] = history(task / "log", patterns)
-    record["outputs"], _ = store_folder(store.blobs, output)
-    if (task / "log").exists():
-        with (task / "log").open("rb") as handle:
-            record["log_sha256"] = store.blobs.put_file(handle)[0]
-    store.finish(record)
-
-
-def wait(store: Store, group: str, timeout: float | None, poll: float = 1.0) -> tuple[str | None, list[TaskState]]:
+def wait(store: Store, group: str, timeout: float | None, poll: float = 1.0) -> list[TaskState]:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        job, states = status(store, group)
-        if all(s.state in ("succeeded", "failed", "killed") for s in states):
-            return job, states
+        states = status(store, group)
+        if all(s.state in ENDED for s in states):
+            return states
         if deadline is not None and time.monotonic() > deadline:
             left = sum(s.state in ("queued", "running") for s in states)
             raise EnvironmentProblem(

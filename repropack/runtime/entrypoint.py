@@ -171,6 +171,22 @@ def python_packages() -> dict[str, str]:
     return {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()}
 
 
+def indexed_argv(argv: list[str]) -> list[str]:
+    """``indexed``: one task of a Kubernetes Indexed Job, its arguments picked from ``REPRO_TASKS`` (a JSON
+    list of argument lists) by ``JOB_COMPLETION_INDEX``; any other argv is returned as it is."""
+    if argv != ["indexed"]:
+        return argv
+    index = os.environ.get("JOB_COMPLETION_INDEX", "")
+    try:
+        tasks = json.loads(os.environ.get("REPRO_TASKS", ""))
+        chosen = tasks[int(index)]
+    except (ValueError, TypeError, IndexError, KeyError):
+        raise Stop(2, f"indexed: REPRO_TASKS holds no argument list for JOB_COMPLETION_INDEX '{index}'.") from None
+    if not isinstance(chosen, list) or not all(isinstance(a, str) for a in chosen):
+        raise Stop(2, f"indexed: task {index} of REPRO_TASKS is not a list of strings.")
+    return chosen
+
+
 def main(argv: list[str]) -> int:
     try:
         with open(layout.MANIFEST, "rb") as handle:
@@ -184,9 +200,11 @@ def main(argv: list[str]) -> int:
         print(f"repropack runtime: cannot read the manifest {layout.MANIFEST} ({exc.problem}).", file=sys.stderr)
         return 1
     try:
-        return execute(manifest, argv)
+        return execute(manifest, indexed_argv(argv))
     except Stop as stop:
         print(stop.message, file=sys.stderr if stop.code else sys.stdout)
+        if stop.code:
+            outputs.write_termination(stop.code, "failed", None, {}, stop.message[-300:])
         return stop.code
 
 
@@ -273,6 +291,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
     for problem in problems:
         print(f"repropack: warning: {problem}", file=sys.stderr)
     print("repropack: metrics " + json.dumps(metrics, sort_keys=True), flush=True)
+    outputs.write_termination(0, "succeeded", options["seed"], metrics)
     return 0
 
 

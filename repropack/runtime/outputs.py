@@ -132,3 +132,38 @@ def read_state(path: str) -> dict[str, Any] | None:
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+
+
+TERMINATION_CAP = 4096  # Kubernetes keeps at most 4096 bytes of a container's termination message
+
+
+def write_termination(
+    exit_code: int, status: str, seed: Any, metrics: dict[str, float], error: str | None = None
+) -> None:
+    """On a cluster without a shared folder (``REPRO_TERMINATION_LOG``, Kubernetes' termination message):
+    the task's exit code, status, seed and metrics as one compact JSON, dropping metrics until it fits."""
+    path = os.environ.get("REPRO_TERMINATION_LOG")
+    if not path:
+        return
+    kept = dict(sorted(metrics.items()))
+    while True:
+        text = json.dumps(
+            {
+                "exit_code": exit_code,
+                "status": status,
+                "seed": seed,
+                "metrics": kept,
+                "complete": len(kept) == len(metrics),
+                "error": error,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        if len(text.encode()) <= TERMINATION_CAP or not kept:
+            break
+        kept.pop(sorted(kept)[-1])
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+    except OSError:
+        pass  # the message is a convenience: the exit code still reaches the cluster

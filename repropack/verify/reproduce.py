@@ -24,6 +24,7 @@ from repropack.store.store import Store
 from repropack.verify.checks import Check
 from repropack.verify.integrity import image_checks, manifest_checks
 from repropack.verify.integrity_cache import IntegrityCache
+from repropack.verify.on_cluster import OnCluster, cluster_runs
 from repropack.verify.source import source_check
 from repropack.verify.targets import binding_checks, resolve_target
 
@@ -44,6 +45,7 @@ class VerifyOptions:
     source: str | None = None  # --source: a git repository whose commit the image's code must be
     max_output: int = DEFAULT_MAX_OUTPUT  # --max-output: bytes one run may write to /output
     group: str = ""  # --group: the group its runs are recorded in
+    on: OnCluster | None = None  # --on slurm: the seeds run on the cluster
 
 
 def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -134,6 +136,15 @@ def verify_target(
         kind="verify",
         reference=resolved.reference,
     )
+    if options.on is not None:
+        if store is None:
+            raise ValueError("verify --on needs the run store")
+        image_ref = resolved.reference or resolved.image
+        runs, report["tasks"], group = cluster_runs(
+            store, loaded, image_ref, command, list(options.seeds), options.on, options.group, on_line
+        )
+        options = replace(options, group=group)
+        seeds = []
     for seed in seeds:
         run_id = None
         with scratch_folder("repropack-verify-") as scratch:
@@ -167,5 +178,6 @@ def verify_target(
     report["run_ids"] = [run["run_id"] for run in runs if run["run_id"]]
     report["group"] = options.group
     report["run"] = {key: runs[0]["record"].get(key) for key in RUN_FIELDS}
-    report["reproduced"] = all(m["passed"] for m in metrics.values())
+    every_seed = all(task["state"] == "succeeded" for task in report.get("tasks", []))  # --on: all must report
+    report["reproduced"] = every_seed and all(m["passed"] for m in metrics.values())
     return report

@@ -319,7 +319,7 @@ def derive(client: docker.DockerClient, image: str, dockerfile: str, files: dict
             archive.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     built, _ = client.images.build(fileobj=buffer, custom_context=True, rm=True)
-    tag = f"{image.split(':')[0]}-tampered:{built.id[7:19]}"
+    tag = f"{image.split(':')[0]}-tampered:{str(built.id)[7:19]}"
     built.tag(tag)
     return tag
 

@@ -142,3 +142,139 @@ def test_a_cancelled_array_leaves_no_container_and_is_recorded_killed(
     listed = json.loads(repropack("runs", "--group", "cancelled", "--json", env=cluster.env).stdout)
     assert [r["status"] for r in listed] == ["killed", "killed"]
     assert os.environ.get("REPROPACK_STORE")  # the session's own store, not the user's
+
+
+def test_a_two_by_two_sweep_is_one_array_of_four(cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path) -> None:
+    tag, _ = image
+    shared = tmp_path / "shared"
+    code, _out, err = cli(
+        cluster, "submit", tag, "--sweep", "scale=1,2", "--sweep", "sleep=0,1", "--group", "grid",
+        "--output", str(shared), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "#SBATCH --array=0-3%4" in (shared / "submit.sbatch").read_text()
+    code, _out, err = cli(cluster, "wait", "grid", "--timeout", "240", "--json")
+    assert code == 0, err
+    listed = json.loads(repropack("runs", "--group", "grid", "--json", env=cluster.env).stdout)
+    got = sorted((r["overrides"]["scale"], r["overrides"]["sleep"], r["metrics"]["mean"]) for r in listed)
+    assert got == [(1, 0, 3.0), (1, 1, 3.0), (2, 0, 6.0), (2, 1, 6.0)]
+
+
+def test_resubmit_runs_only_the_failed_tasks_again(
+    cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path
+) -> None:
+    tag, _ = image
+    shared = tmp_path / "shared"
+    code, _out, err = cli(
+        cluster, "submit", tag, "--sweep", "crash=false,true", "--group", "again", "--output", str(shared)
+    )
+    assert code == 0, err
+    assert cli(cluster, "wait", "again", "--timeout", "180")[0] == 4
+    first = (shared / "task-0" / "ended").read_text()
+    code, out, err = cli(cluster, "resubmit", "again", "--json")
+    assert code == 0, err
+    assert json.loads(out)["tasks"] == [1]
+    code, out, err = cli(cluster, "wait", "again", "--timeout", "180", "--json")
+    assert code == 4  # it crashes again: the code did not change
+    tasks = json.loads(out)["tasks"]
+    assert [(t["index"], t["state"], t["attempt"]) for t in tasks] == [(0, "succeeded", 1), (1, "failed", 2)]
+    assert (shared / "task-0" / "ended").read_text() == first  # the task that succeeded did not run again
+    assert (shared / "task-1.attempt-1" / "log").is_file()  # the first attempt's files are kept
+    listed = json.loads(repropack("runs", "--group", "again", "--json", env=cluster.env).stdout)
+    assert sorted(r["status"] for r in listed) == ["failed", "failed", "succeeded"]  # every attempt is a record
+    code, out, _ = cli(cluster, "resubmit", "again")
+    assert code == 0  # still failing: submitted once more, nothing refused
+
+
+def _kill_outright(job: str) -> None:
+    """What a node that disappears looks like from the login node: the task's batch script dies at once
+    (SIGKILL: no trap runs, no exit code is written) and Slurm no longer holds the task."""
+    import signal
+
+    script = f"job{int(job):05d}/slurm_script"
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and script in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            continue
+    assert killed, f"no batch script of job {job} was running"
+
+
+def _remove_containers(prefix: str) -> None:
+    import docker
+
+    for container in docker.from_env().containers.list(all=True):
+        if container.name.startswith(prefix):
+            container.remove(force=True)
+
+
+def _started(folder: Path, timeout: float = 120) -> None:
+    for _ in range(int(timeout * 4)):
+        if (folder / "started").exists():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"{folder.name} never started")
+
+
+def test_a_lost_task_is_recorded_lost_and_retries_requeue_it(
+    cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path
+) -> None:
+    tag, _ = image
+    shared = tmp_path / "shared"
+    code, out, err = cli(
+        cluster, "submit", tag, "--set", "sleep=6", "--group", "lossy", "--retries", "1", "--output", str(shared),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    job = json.loads(out)["job"]
+    _started(shared / "task-0")
+    try:
+        _kill_outright(job)
+        code, out, err = cli(cluster, "wait", "lossy", "--timeout", "180", "--json")
+    finally:
+        _remove_containers(f"repropack-{job}-")
+    assert code == 0, out + err  # the second attempt succeeded
+    tasks = json.loads(out)["tasks"]
+    assert [(t["state"], t["attempt"]) for t in tasks] == [("succeeded", 2)]
+    listed = json.loads(repropack("runs", "--group", "lossy", "--json", env=cluster.env).stdout)
+    statuses = sorted(r["status"] for r in listed)
+    assert statuses == ["lost", "succeeded"]
+    lost = next(r for r in listed if r["status"] == "lost")
+    assert "no longer holds task" in repropack("show", lost["id"], env=cluster.env).stdout
+
+
+def test_a_lost_task_without_retries_stays_lost(cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path) -> None:
+    tag, _ = image
+    shared = tmp_path / "shared"
+    code, out, err = cli(
+        cluster, "submit", tag, "--set", "sleep=60", "--group", "gone", "--output", str(shared), "--json"
+    )
+    assert code == 0, err
+    job = json.loads(out)["job"]
+    _started(shared / "task-0")
+    try:
+        _kill_outright(job)
+        code, out, _ = cli(cluster, "wait", "gone", "--timeout", "60", "--json")
+    finally:
+        _remove_containers(f"repropack-{job}-")
+    assert code == 4
+    assert [(t["state"], t["attempt"]) for t in json.loads(out)["tasks"]] == [("lost", 1)]
+
+
+def test_verify_on_slurm_runs_every_seed_there_and_all_must_report(
+    cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path
+) -> None:
+    tag, _ = image
+    code, out, err = cli(
+        cluster, "verify", tag, "--seeds", "0-1", "--on", "slurm", "--group", "checked", "--output",
+        str(tmp_path / "shared"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["reproduced"] is True and report["metrics"]["mean"]["values"] == [6.0, 6.0]
+    assert [(t["seed"], t["state"]) for t in report["tasks"]] == [(0, "succeeded"), (1, "succeeded")]
+    listed = json.loads(repropack("runs", "--group", "checked", "--json", env=cluster.env).stdout)
+    assert sorted(r["kind"] for r in listed) == ["verify", "verify"]

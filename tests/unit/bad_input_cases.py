@@ -608,9 +608,45 @@ ARGUMENT_CASES = [
     ),
     Case(
         "submit-to-an-unknown-scheduler",
-        ("--to takes slurm", "'kubernetes'"),
+        ("--to takes slurm or kubernetes", "'lsf'"),
         names="--to",
-        argv=("submit", "{image}", "--to", "kubernetes"),
+        argv=("submit", "{image}", "--to", "lsf"),
+    ),
+    Case(
+        "submit-slurm-option-to-kubernetes",
+        ("--partition apply to --to slurm only",),
+        names="--partition",
+        argv=("submit", "{image}", "--to", "kubernetes", "--partition", "gpu"),
+    ),
+    Case(
+        "submit-kubernetes-option-to-slurm",
+        ("--namespace apply to --to kubernetes only",),
+        names="--namespace",
+        argv=("submit", "{image}", "--namespace", "lab"),
+    ),
+    Case(
+        "submit-kubernetes-bad-namespace",
+        ("namespace",),
+        names="--namespace",
+        argv=("submit", "{image}", "--to", "kubernetes", "--namespace", "Not_A_Label"),
+    ),
+    Case(
+        "submit-unknown-runtime",
+        ("--runtime takes docker, apptainer, pyxis", "'singularity'"),
+        names="--runtime",
+        argv=("submit", "{image}", "--runtime", "singularity"),
+    ),
+    Case(
+        "verify-on-an-unknown-cluster",
+        ("--on takes slurm or kubernetes", "'lsf'"),
+        names="--on",
+        argv=("verify", "{image}", "--seeds", "0-1", "--on", "lsf"),
+    ),
+    Case(
+        "verify-cluster-option-without-on",
+        ("--partition only apply with --on",),
+        names="--partition",
+        argv=("verify", "{image}", "--partition", "gpu"),
     ),
     Case(
         "submit-malformed-seed-range",

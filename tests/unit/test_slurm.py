@@ -7,19 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from repropack.cluster.slurm import SlurmOptions, render_script, submit
+from repropack.cluster.slurm import SlurmOptions, default_runtime, render_script, submit
 from repropack.errors import BadInput, EnvironmentProblem
 
+PINNED = "registry.example.org:5000/lab/tiny@sha256:" + "c" * 64
 
-def script(options: SlurmOptions, tasks: int = 3, folder: str = "/shared/g1") -> str:
+
+def script(
+    options: SlurmOptions,
+    tasks: int = 3,
+    folder: str = "/shared/g1",
+    runtime: str = "docker",
+    image: str = "lab/tiny:v1",
+) -> str:
     return render_script(
         folder=Path(folder),
         tasks=tasks,
-        image="lab/tiny:v1",
+        image=image,
         image_id="sha256:" + "a" * 64,
         experiment="tiny",
         group="g1",
         options=options,
+        runtime=runtime,
     )
 
 
@@ -71,3 +80,43 @@ def test_no_sbatch_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setattr(Path, "exists", lambda self: False)
     with pytest.raises(EnvironmentProblem, match="'sbatch' is not installed"):
         submit(tmp_path / "submit.sbatch")
+
+
+def test_apptainer_builds_the_image_once_from_the_registry_and_runs_its_entrypoint() -> None:
+    text = script(SlurmOptions(gpus=1), runtime="apptainer", image=PINNED)
+    assert f'apptainer build "$SIF.part" docker://{PINNED} ' in text
+    assert '( flock 9 && { [ -s "$SIF" ] ||' in text  # one task of the array builds it, the others wait
+    assert 'apptainer run --containall --cleanenv --no-home --nv --bind "$DIR/output:/output"' in text
+    assert "docker run" not in text
+    no_gpu = script(SlurmOptions(), runtime="apptainer", image="lab/tiny:v1")
+    assert "--nv" not in no_gpu and "docker-daemon://lab/tiny:v1" in no_gpu  # a local image: the node's engine
+
+
+def test_pyxis_names_the_image_as_enroot_does_and_calls_the_entrypoint_itself() -> None:
+    text = script(SlurmOptions(), runtime="pyxis", image=PINNED)
+    assert "--container-image='registry.example.org:5000#lab/tiny@sha256:" + "c" * 64 + "'" in text
+    assert '--container-mounts="$DIR/output:/output"' in text
+    # pyxis does not run the image's entrypoint: the script names the runtime by its path
+    assert '/repro/runtime/entrypoint.py "${ARGS[@]}"' in text and "docker run" not in text
+
+
+def test_every_runtime_writes_the_markers_and_traps_a_cancel() -> None:
+    for runtime in ("docker", "apptainer", "pyxis"):
+        text = script(SlurmOptions(), runtime=runtime, image=PINNED)
+        assert "stamp started" in text and 'finish "$CODE"' in text
+        assert "trap '" in text and "finish 143; exit 143' TERM INT" in text
+
+
+def test_an_unknown_runtime_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="--runtime takes docker, apptainer, pyxis"):
+        script(SlurmOptions(), runtime="singularity")
+
+
+def test_the_default_runtime_is_apptainer_where_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert default_runtime() == "docker"
+    (tmp_path / "apptainer").write_text("#!/bin/sh\n")
+    (tmp_path / "apptainer").chmod(0o755)
+    assert default_runtime() == "apptainer"
