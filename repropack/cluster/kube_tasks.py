@@ -69,34 +69,34 @@ def submit_job(
     atomic_write(folder / "tasks.json", (json.dumps(tasks, indent=2, sort_keys=True) + "\n").encode())
     if dry_run:
         return path, []
-    api = connect()  # an unreadable kubeconfig stops here, before any record is begun
+    api = connect()  # an unreadable kubeconfig stops here, before anything is submitted
+    api.create_job(job)  # created first, recorded after: a Job the cluster refuses leaves no record behind
     records: list[RunRecord] = []
-    for task, request in zip(tasks, requests, strict=True):
-        record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
-        record["kind"] = "verify" if kind == "verify" else "run"
-        record["description"] = f"Kubernetes index {task['index']}"
-        private = {
-            "cluster": {
-                "to": "kubernetes",
-                "folder": str(folder),
-                "index": task["index"],
-                "patterns": dict(manifest["metrics"]["stdout"]),
-                "attempt": 1,
-                "retries": options.retries,
-                "namespace": options.namespace,
-                "job": name,
-                "volume": volume,
-                "slot": task["index"],
-                "slots": len(tasks),
-                "options": dataclasses.asdict(options),
-            }
-        }
-        records.append(store.begin(record, private, recorder=f"kubernetes:{group} {uuid.uuid4().hex} submitted"))
     try:
-        api.create_job(job)
-    except ReproError as exc:
-        for record in records:
-            store.mark(record["id"], "failed", f"Not submitted: {exc.message}")
+        for task, request in zip(tasks, requests, strict=True):
+            record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
+            record["kind"] = "verify" if kind == "verify" else "run"
+            record["description"] = f"Kubernetes index {task['index']}"
+            private = {
+                "cluster": {
+                    "to": "kubernetes",
+                    "folder": str(folder),
+                    "index": task["index"],
+                    "patterns": dict(manifest["metrics"]["stdout"]),
+                    "attempt": 1,
+                    "retries": options.retries,
+                    "namespace": options.namespace,
+                    "job": name,
+                    "volume": volume,
+                    "slot": task["index"],
+                    "slots": len(tasks),
+                    "options": dataclasses.asdict(options),
+                }
+            }
+            recorder = f"kubernetes:{group} {uuid.uuid4().hex} submitted"
+            records.append(store.begin(record, private, recorder=recorder))
+    except BaseException:
+        api.delete_job(options.namespace, name)  # nothing would record what it ran
         raise
     atomic_write(folder / "job", f"{options.namespace}/{name}\n".encode())
     return path, [record["id"] for record in records]

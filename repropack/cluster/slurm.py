@@ -121,7 +121,7 @@ def render_script(
 
 
 def _tool(name: str) -> str:
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    found = shutil.which(name)
     if found is None:
         raise EnvironmentProblem(
             f"'{name}' is not installed here, so nothing can be submitted to Slurm.",

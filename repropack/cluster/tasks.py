@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from repropack.cluster import kube_tasks, slurm
 from repropack.cluster.slurm import SCRIPT, SlurmOptions, render_script
@@ -73,6 +74,30 @@ def submit_group(
     atomic_write(folder / "tasks.json", (json.dumps(tasks, indent=2, sort_keys=True) + "\n").encode())
     if dry_run:
         return Submitted(group, folder, script, None, [])
+    # submitted first, recorded after: a job sbatch refuses (an unknown partition) leaves no record behind
+    job = _sbatch(store, folder, [], list(range(len(tasks))), whole=True)
+    try:
+        records = _begin(store, image, image_ref, requests, tasks, group, options, folder, retries, runtime, kind)
+    except BaseException:
+        slurm.cancel([job])  # nothing would record what it ran
+        raise
+    return Submitted(group, folder, script, job, [record["id"] for record in records])
+
+
+def _begin(
+    store: Store,
+    image: ImageManifest,
+    image_ref: str,
+    requests: list[RunRequest],
+    tasks: list[dict[str, Any]],
+    group: str,
+    options: SlurmOptions,
+    folder: Path,
+    retries: int,
+    runtime: str,
+    kind: str,
+) -> list[RunRecord]:
+    manifest = image.manifest
     records = []
     for task, request in zip(tasks, requests, strict=True):
         record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
@@ -89,8 +114,7 @@ def submit_group(
             }
         }
         records.append(store.begin(record, private, recorder=f"slurm:{group} {uuid.uuid4().hex} submitted"))
-    job = _sbatch(store, folder, records, list(range(len(tasks))), whole=True)
-    return Submitted(group, folder, script, job, [record["id"] for record in records])
+    return records
 
 
 def _sbatch(store: Store, folder: Path, records: list[RunRecord], indexes: list[int], *, whole: bool) -> str:

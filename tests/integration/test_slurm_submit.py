@@ -278,3 +278,19 @@ def test_verify_on_slurm_runs_every_seed_there_and_all_must_report(
     assert [(t["seed"], t["state"]) for t in report["tasks"]] == [(0, "succeeded"), (1, "succeeded")]
     listed = json.loads(repropack("runs", "--group", "checked", "--json", env=cluster.env).stdout)
     assert sorted(r["kind"] for r in listed) == ["verify", "verify"]
+
+
+def test_an_unknown_partition_or_no_sbatch_is_refused_and_nothing_is_recorded(
+    cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path
+) -> None:
+    tag, _ = image
+    code, _out, err = cli(
+        cluster, "submit", tag, "--partition", "nosuch", "--group", "refused", "--output", str(tmp_path / "a")
+    )
+    assert code == 2 and "sbatch refused the job" in err and "partition" in err.lower(), err
+    no_slurm = {**cluster.env, "PATH": str(Path(os.__file__).parent)}  # a login node without Slurm's tools
+    absent = repropack("submit", tag, "--group", "refused", "--output", str(tmp_path / "b"), env=no_slurm)
+    assert absent.code == 3 and "'sbatch' is not installed" in absent.stderr and "Traceback" not in absent.stderr
+    swept = cli(cluster, "submit", tag, "--sweep", "nosuchkey=1,2", "--group", "refused")
+    assert swept[0] == 2 and "nosuchkey" in swept[2]
+    assert json.loads(repropack("runs", "--group", "refused", "--json", env=cluster.env).stdout) == []

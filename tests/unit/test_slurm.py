@@ -77,7 +77,6 @@ def test_a_folder_with_a_space_is_refused() -> None:
 
 def test_no_sbatch_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(Path, "exists", lambda self: False)
     with pytest.raises(EnvironmentProblem, match="'sbatch' is not installed"):
         submit(tmp_path / "submit.sbatch")
 
