@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +160,26 @@ def cancel(store: Store, group: str) -> list[str]:
             {job for task in tasks if task.record["status"] == "running" and (job := marker(task.folder, "job"))}
         )
         slurm.cancel(jobs) if jobs else None
+        _file_cancelled(store, [task for task in tasks if task.record["status"] == "running"])
     for task in tasks:  # marked here, not read back from markers: a killed task is not "lost" and not retried
         if task.record["status"] == "running":
             store.mark(task.record["id"], "killed", f"Cancelled (repropack cancel {group}).")
     return jobs
+
+
+def _file_cancelled(store: Store, tasks: list[Task], grace: float = 10.0) -> None:
+    """A cancelled Slurm task's trap writes its exit code (143) on the way out: give the running ones a few
+    seconds to, and file those that did with their log and outputs (the others are marked killed)."""
+    deadline = time.monotonic() + grace
+    while tasks and time.monotonic() < deadline:
+        left = []
+        for task, seen in zip(tasks, observe_slurm(tasks), strict=True):
+            if seen.exit_code is not None:
+                collect(store, task.record, replace(seen, state="killed"), dict(task.cluster.get("patterns", {})))
+            elif seen.state != "queued":  # a queued task never started: nothing will come
+                left.append(task)
+        tasks = left
+        time.sleep(0.5) if tasks else None
 
 
 # -- status ------------------------------------------------------------------------------------------------

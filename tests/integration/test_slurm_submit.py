@@ -125,10 +125,12 @@ def test_a_cancelled_array_leaves_no_container_and_is_recorded_killed(
     )
     assert code == 0, err
     client = docker.from_env()
-    for _ in range(120):
-        if any(c.name.startswith("repropack-") for c in client.containers.list()):
+    for _ in range(240):  # a task's experiment is under way: its container runs and it said so
+        if any(c.name.startswith("repropack-") for c in client.containers.list()) and any(
+            "sleeping" in log.read_text() for log in (tmp_path / "shared").glob("task-*/log")
+        ):
             break
-        time.sleep(0.5)
+        time.sleep(0.25)
     else:
         pytest.fail("no task started")
     code, _out, err = cli(cluster, "cancel", "cancelled")
@@ -141,6 +143,9 @@ def test_a_cancelled_array_leaves_no_container_and_is_recorded_killed(
         pytest.fail("a cancelled task left its container running")
     listed = json.loads(repropack("runs", "--group", "cancelled", "--json", env=cluster.env).stdout)
     assert [r["status"] for r in listed] == ["killed", "killed"]
+    started = [r for r in listed if r["exit_code"] == 143]  # its trap ran: filed with its exit code and log
+    assert started, listed
+    assert "sleeping" in repropack("logs", started[0]["id"], env=cluster.env).stdout
     assert os.environ.get("REPROPACK_STORE")  # the session's own store, not the user's
 
 
