@@ -35,12 +35,32 @@ def base_list(as_json: JsonOpt = False) -> None:
 @base_app.command("build")
 def base_build(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A catalog name, e.g. debian-bookworm.")],
+    force: Annotated[bool, typer.Option("--force", help="Make it again even when it exists.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show debootstrap's output as it runs.")] = False,
+    log: Annotated[
+        Path | None, typer.Option("--log", metavar="FILE", help="Keep debootstrap's output in FILE.")
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Make a local base image from Debian's packages (no registry needed)."""
+    """Make a local base image from Debian's packages (no registry needed); an existing one is kept."""
     from repropack.bases.build import build_base
 
-    image_id = build_base(name, on_line=say)
-    print(image_id)
+    done = build_base(name, on_line=(lambda line: None) if as_json else say, force=force, log=log, verbose=verbose)
+    if as_json:
+        print_json(
+            {
+                "image": done.image_id,
+                "reference": done.reference,
+                "built": done.built,
+                "seconds": round(done.seconds, 1),
+            }
+        )
+    elif done.built:
+        say(f"made {done.reference} in {done.seconds:.0f} s")
+        print(done.image_id)
+    else:
+        say(f"{done.reference} is there already ({done.image_id[:19]}); --force makes it again")
+        print(done.image_id)
 
 
 @app.command()

@@ -131,7 +131,9 @@ def record_runs(
     )
     records: list[RunRecord] = []
     failures: list[ReproError] = []
-    on_line = (lambda line: None) if quiet else print
+    from repropack.run.local import quiet as quiet_lines
+
+    on_line = quiet_lines if quiet else print
     for request in requests:
         record, outcome = recorded_run(store, engine, loaded, request, output, on_line, label, subfolder=sweep)
         records.append(record)
@@ -305,6 +307,7 @@ def verify(
         ),
     )
     from repropack.run.local import parse_data
+    from repropack.run.local import quiet as quiet_lines
     from repropack.store.store import Store
     from repropack.verify.targets import read_paper_target
 
@@ -315,7 +318,7 @@ def verify(
 
         check_source(source)
     engine = Engine.connect()
-    report = verify_target(engine, target, options, (lambda line: None) if as_json else say, Store.open())
+    report = verify_target(engine, target, options, quiet_lines if as_json else say, Store.open())
     if as_json:
         print_json(report)
     else:

@@ -35,6 +35,7 @@ class CodeSnapshot:
     source: str | None  # the origin remote, without credentials; None when it is local or absent
     files: tuple[CodeFile, ...]
     diff: str | None  # only with allow_dirty and a modified tree
+    committed: int = 0  # the commit's time (seconds since the epoch): the image's creation time
 
     @property
     def diff_sha256(self) -> str | None:
@@ -90,7 +91,10 @@ def snapshot(folder: Path, *, allow_dirty: bool, exclude: tuple[Path, ...] = ())
             hint=f"Commit the experiment: git add {prefix or '.'} && git commit.",
         )
     files = _read_files(root, commit, prefix, listing, working_tree=bool(diff))
-    return CodeSnapshot(commit=commit, folder=prefix or ".", source=_source(root), files=files, diff=diff or None)
+    committed = int(git(root, "show", "-s", "--format=%ct", commit).decode().strip() or 0)
+    return CodeSnapshot(
+        commit=commit, folder=prefix or ".", source=_source(root), files=files, diff=diff or None, committed=committed
+    )
 
 
 def _locate(folder: Path) -> tuple[Path, str]:

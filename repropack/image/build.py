@@ -7,6 +7,7 @@ Also the dry run (``freeze``), which writes the two Dockerfiles and the manifest
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 import tempfile
@@ -107,7 +108,7 @@ def build_image(
             "commit it with the experiment"
         )
     ensure_environment(engine, frozen, dockerfiles, on_line)
-    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = creation_time(frozen.code.committed)
     with tempfile.TemporaryFile(prefix="repropack-context-") as context:
         write_image_context(sealed, dockerfiles.image, context)
         context.seek(0)
@@ -116,6 +117,15 @@ def build_image(
     before_tag()
     engine.tag(image_id, final_tag)
     return BuildResult(image_id, final_tag, sealed.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
+
+
+def creation_time(committed: int) -> str:
+    """The image's ``created`` label: ``$SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention),
+    else the commit's time, never the clock's, so that building an unchanged commit again is a no-op that
+    gives the same image id."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    seconds = int(value) if value.isascii() and value.isdigit() else committed
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ensure_environment(engine: Engine, frozen: Frozen, dockerfiles: Dockerfiles, on_line: Callable[[str], None]) -> str:

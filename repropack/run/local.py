@@ -15,6 +15,7 @@ from repropack.engine.types import OPEN, Mount, OutputCap, Sandbox
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image.embedded import ImageManifest
 from repropack.run.output_folder import read_record
+from repropack.runtime.command import typed_value
 from repropack.runtime.records import Manifest
 
 RUNTIME_ERRORS: dict[int, type[ReproError]] = {
@@ -159,7 +160,7 @@ def check_sets(manifest: Manifest, items: tuple[str, ...]) -> None:
         data = json.loads(config["content"])
     except (KeyError, TypeError, ValueError):
         return  # not ours to judge here: the image's runtime reports it
-    for key, _value in pairs:
+    for key, raw in pairs:
         node: Any = data
         *sections, last = key.split(".")
         for part in sections:
@@ -175,6 +176,10 @@ def check_sets(manifest: Manifest, items: tuple[str, ...]) -> None:
                 f"--set {key}: {config['file']} has no key '{last}' (it has: {known}).",
                 hint="--set changes existing values; it does not add keys.",
             )
+        try:
+            typed_value(key, raw, node[last], config["file"])
+        except ValueError as exc:
+            raise BadInput(str(exc), hint='Give a value of that type (JSON: 5, 0.1, true, "text").') from None
 
 
 def run_image(
@@ -197,9 +202,11 @@ def execute_run(
     request: RunRequest,
     output: Path,
     on_line: Callable[[str], None],
+    shown: bool | None = None,
 ) -> RunOutcome:
     """Run the command and report how it went. Bad arguments raise before anything runs; a run that
-    started and failed returns its outcome with ``error`` set, so it can be recorded."""
+    started and failed returns its outcome with ``error`` set, so it can be recorded. ``shown``: whether
+    ``on_line`` shows the output to the user (default: unless it is :func:`quiet`)."""
     manifest = image.manifest
     command, mounts = check_request(manifest, request)  # every argument is checked before anything is written
     if output.exists() and not output.is_dir():
@@ -234,12 +241,8 @@ def execute_run(
     except ReproError as exc:
         return RunOutcome(command, output, {}, {}, result.exit_code, exc)
     if result.exit_code != 0:
-        error = RUNTIME_ERRORS.get(result.exit_code, CommandFailed)
-        last = next((line for line in reversed(result.output_tail) if line.strip()), "")
-        reason = "it was killed for using too much memory" if result.oom_killed else last
-        failure = error(
-            f"The run of '{command}' in {image.image_id[:19]} ended with exit code {result.exit_code}: {reason}"
-        )
+        shown = on_line is not quiet if shown is None else shown
+        failure = _failure(command, image, result.exit_code, result.output_tail, record, result.oom_killed, shown)
         return RunOutcome(command, output, {}, record, result.exit_code, failure)
     try:
         metrics = _read_json(folder, "metrics.json")
@@ -247,6 +250,32 @@ def execute_run(
         return RunOutcome(command, output, {}, record, result.exit_code, exc)
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return RunOutcome(command, output, numbers, record, 0, None)
+
+
+def quiet(line: str) -> None:
+    """An ``on_line`` that shows nothing (``--json``): a failed command's error then carries its last lines."""
+
+
+def _failure(
+    command: str,
+    image: ImageManifest,
+    code: int,
+    tail: list[str],
+    record: dict[str, Any],
+    oom_killed: bool,
+    shown: bool,
+) -> ReproError:
+    """One sentence, one exit code: the experiment's own failure names its status and, unless its output
+    was just shown, its last lines; the runtime's refusals (exit 1-3) are its own last line."""
+    if oom_killed:
+        return CommandFailed(f"The command '{command}' was killed for using too much memory.")
+    if code == 4 and isinstance(record.get("status"), str):
+        said = [line for line in record.get("output_tail", []) if isinstance(line, str) and line.strip()][-3:]
+        where = "its output is above" if shown else f"its last output: {' | '.join(said) or '(none)'}"
+        return CommandFailed(f"The command '{command}' {record['status'].replace('_', ' ')}; {where}.")
+    last = next((line for line in reversed(tail) if line.strip()), "")
+    error = RUNTIME_ERRORS.get(code, CommandFailed)
+    return error(f"The run of '{command}' in {image.image_id[:19]} ended with exit code {code}: {last}")
 
 
 def _read_json(folder: Path, name: str) -> dict[str, Any]:

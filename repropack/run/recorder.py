@@ -25,7 +25,7 @@ from typing import Any
 from repropack.engine.client import Engine
 from repropack.errors import EnvironmentProblem, ReproError
 from repropack.image.embedded import ImageManifest
-from repropack.run.local import RunOutcome, RunRequest, check_request, execute_run, parse_data, parse_sets
+from repropack.run.local import RunOutcome, RunRequest, check_request, execute_run, parse_data, parse_sets, quiet
 from repropack.runtime.records import Manifest
 from repropack.store.outputs import store_folder
 from repropack.store.records import DatasetUse, RunRecord, Status
@@ -187,7 +187,7 @@ def recorded_run(
                 live_log.write(line)
                 on_line(line)
 
-            outcome = execute_run(engine, image, request, output, tee)
+            outcome = execute_run(engine, image, request, output, tee, shown=on_line is not quiet)
         status = _status(outcome)
     except (KeyboardInterrupt, Interrupted) as exc:
         status, error = "killed", exc

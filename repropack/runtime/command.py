@@ -39,6 +39,40 @@ DROPPED_PREFIXES = ("PYTHON", "LD_", "REPRO_")
 DROPPED = ("PATH", "BASH_ENV", "ENV", "GCONV_PATH", "GLIBC_TUNABLES", "PERL5OPT", "PERL5LIB", "NODE_OPTIONS")
 
 
+KINDS = ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "a string"),
+         (list, "a JSON list"), (dict, "a JSON object"))  # fmt: skip
+
+
+def kind_of(value: Any) -> str:
+    return next((name for kind, name in KINDS if isinstance(value, kind)), "null")
+
+
+def typed_value(key: str, raw: str, old: Any, file: str) -> Any:
+    """The ``--set KEY=RAW`` value as the config will hold it: JSON when it parses (for a string, a JSON
+    string or the text as written), of the type of the value it replaces; ValueError (a message
+    naming the key, the value given and the type expected) when it is not."""
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    if isinstance(old, str):
+        return value if isinstance(value, str) else raw  # "gelu" or gelu; 123 stays the text "123"
+    if old is None or value is None:
+        return value
+    expected = kind_of(old)
+    fits = {
+        "true or false": isinstance(value, bool),
+        "a whole number": isinstance(value, int) and not isinstance(value, bool),
+        "a number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "a JSON list": isinstance(value, list),
+        "a JSON object": isinstance(value, dict),
+    }[expected]
+    if not fits:
+        given = "text" if value == raw else kind_of(value)
+        raise ValueError(f"--set {key}={raw}: {key} in {file} is {expected} ({json.dumps(old)}), not {given}.")
+    return value
+
+
 def apply_overrides(manifest: Manifest, sets: list[str], output: str) -> tuple[str | None, dict[str, Any]]:
     """The config path the command sees, and the overrides applied (written to OUTPUT/config.json)."""
     config = manifest.get("config")
@@ -50,10 +84,6 @@ def apply_overrides(manifest: Manifest, sets: list[str], output: str) -> tuple[s
     applied: dict[str, Any] = {}
     for item in sets:
         key, raw = item.split("=", 1)
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -63,6 +93,10 @@ def apply_overrides(manifest: Manifest, sets: list[str], output: str) -> tuple[s
         if not isinstance(node, dict) or parts[-1] not in node:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
             raise Stop(2, f"--set {key}: {config['file']} has no key '{parts[-1]}' (it has: {known}).")
+        try:
+            value = typed_value(key, raw, node[parts[-1]], config["file"])
+        except ValueError as exc:
+            raise Stop(2, str(exc)) from None
         node[parts[-1]] = value
         applied[key] = value
     path = os.path.join(output, config["file"])

@@ -281,13 +281,9 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
     outputs.write_json(os.path.join(output, "metrics.json"), metrics) if result["exit_code"] == 0 else None
     outputs.write_json(os.path.join(output, "run.json"), record)
     outputs.give_to_output_owner(output)
-    if result["exit_code"] != 0:
-        last = " | ".join(line for line in result["tail"][-5:] if line.strip())
-        raise Stop(
-            4,
-            f"The command '{options['command']}' {result['status'].replace('_', ' ')} "
-            f"(exit status {result['exit_code']}). Last output: {last or '(none)'}",
-        )
+    if result["exit_code"] != 0:  # its output was streamed above: not repeated here
+        status = result["status"].replace("_", " ")
+        raise Stop(4, f"repropack: the command '{options['command']}' {status}; its output is above.")
     for problem in problems:
         print(f"repropack: warning: {problem}", file=sys.stderr)
     print("repropack: metrics " + json.dumps(metrics, sort_keys=True), flush=True)

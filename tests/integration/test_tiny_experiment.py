@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +41,9 @@ def test_build_then_docker_run_then_verify(
     labels = image.labels
     assert labels["org.opencontainers.image.revision"] == head
     assert labels["io.repropack.manifest.digest"] == built["manifest_digest"]
-    assert labels["org.opencontainers.image.created"].endswith("Z")
+    committed = int(git(experiment.root, "show", "-s", "--format=%ct", "HEAD").strip())
+    created = datetime.datetime.fromtimestamp(committed, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert labels["org.opencontainers.image.created"] == created  # the commit's time, not the build's
 
     code, logs = run_container(str(built["tag"]), tmp_path / "out", "train")
     assert code == 0, logs
@@ -133,10 +137,28 @@ def test_failing_command_exits_4_and_records_the_failure(
     out = tmp_path / "out"
     result = repropack("run", str(built["tag"]), "train", "--output", str(out))
     assert result.code == 4
-    assert "about to fail" in result.stderr or "about to fail" in result.stdout
+    shown = result.stdout + result.stderr
+    assert shown.count("about to fail") == 1  # the command's output once, not again in the error
+    assert "The command 'train' failed; its output is above." in result.stderr
+    assert "exit code" not in result.stderr and "exit status" not in result.stderr  # one exit code: the process's
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "failed" and record["exit_code"] == 3
     assert "about to fail" in record["output_tail"]
+    quiet = repropack("run", str(built["tag"]), "train", "--output", str(tmp_path / "quiet"), "--json")
+    assert quiet.code == 4 and "its last output: " in quiet.stderr and "about to fail" in quiet.stderr
+
+
+def test_a_set_value_of_the_wrong_type_is_refused_before_anything_runs(
+    make_experiment: Callable[..., Experiment], base_image: str, tmp_path: Path
+) -> None:
+    built = make_experiment(name="typed").build("typed")
+    out = tmp_path / "out"
+    result = repropack("run", str(built["tag"]), "--set", "scale=big", "--output", str(out))
+    assert result.code == 2, result.stderr
+    assert "--set scale=big: scale in config.json is a number (2.0), not text" in result.stderr
+    assert not out.exists() or not any(out.iterdir())  # nothing ran
+    inside = run_container(str(built["tag"]), tmp_path / "inside", "train", "--set", "scale=big")
+    assert inside[0] == 2 and "scale in config.json is a number (2.0), not text" in inside[1]  # docker run too
 
 
 def test_mounted_data_is_checked_before_the_command_runs(
@@ -208,3 +230,20 @@ def test_inspect_shows_the_manifest_that_freeze_wrote(
     assert shown.json() == json.loads((first / "manifest.json").read_text())
     summary = repropack("inspect", str(built["tag"]))
     assert "experiment  inspect" in summary.stdout and "mean" in summary.stdout
+
+
+def test_a_second_build_of_the_same_commit_is_the_same_image(
+    make_experiment: Callable[..., Experiment], base_image: str, docker_client: docker.DockerClient
+) -> None:
+    """No clock in the image: building an unchanged commit again gives the same image id (the tag does not
+    move, a saved `verify sha256:...` still names it); SOURCE_DATE_EPOCH, when set, is the creation time."""
+    experiment = make_experiment(name="twice")
+    first = experiment.build("twice")
+    time.sleep(1.1)  # a build-time timestamp would differ by now
+    second = experiment.build("twice")
+    assert second["image"] == first["image"]
+    dated = experiment.build("dated", env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert docker_client.images.get(str(dated["tag"])).labels["org.opencontainers.image.created"] == (
+        "2023-11-14T22:13:20Z"
+    )
+    assert dated["image"] != first["image"]
