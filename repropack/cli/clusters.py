@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 GroupArg = Annotated[str, typer.Argument(metavar="GROUP", help="The group the submission made.")]
 
 
-@app.command()
+@app.command(short_help="Run seeds and sweeps on Slurm or Kubernetes, as one group.")
 def submit(
     image: Annotated[
         str, typer.Argument(metavar="IMAGE_OR_REF", help="The image (tag, id or REGISTRY/REPO@sha256:...).")
@@ -133,7 +133,7 @@ def _job(group: str) -> str:
     return job_name(group)
 
 
-@app.command()
+@app.command(short_help="Each task of a submitted group: state and exit code.")
 def status(group: GroupArg, as_json: JsonOpt = False) -> None:
     """Each task of a submitted group: queued, running, succeeded, failed, killed or lost, with its exit code."""
     from repropack.cluster.tasks import status as group_status
@@ -142,7 +142,7 @@ def status(group: GroupArg, as_json: JsonOpt = False) -> None:
     _print(group, group_status(Store.open(), group), as_json)
 
 
-@app.command()
+@app.command(short_help="Wait until every task of a group has ended.")
 def wait(
     group: GroupArg,
     timeout: Annotated[
@@ -160,7 +160,7 @@ def wait(
         raise typer.Exit(4)
 
 
-@app.command()
+@app.command(short_help="Run a group's failed, killed and lost tasks again.")
 def resubmit(group: GroupArg, as_json: JsonOpt = False) -> None:
     """Submit the group's failed, killed and lost tasks again (new records; the earlier ones are kept)."""
     from repropack.cluster.tasks import resubmit as resubmit_group
@@ -175,7 +175,7 @@ def resubmit(group: GroupArg, as_json: JsonOpt = False) -> None:
         say(f"submitted job {job}: task(s) {', '.join(map(str, indexes))} of group {group} again")
 
 
-@app.command()
+@app.command(short_help="Cancel a group's tasks that have not ended.")
 def cancel(group: GroupArg) -> None:
     """Cancel the group's Slurm jobs (delete its Kubernetes Jobs); the tasks not ended are recorded killed."""
     from repropack.cluster.tasks import cancel as cancel_group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from dataclasses import asdict
@@ -13,7 +14,7 @@ import typer
 from repropack.cli.app import DirtyOpt, JsonOpt, SecretOpt, SpecArg, app, base_app, print_json, say
 
 
-@base_app.command("list")
+@base_app.command("list", short_help="List the base image catalog.")
 def base_list(as_json: JsonOpt = False) -> None:
     """List the base image catalog."""
     from repropack.bases.catalog import load_catalog
@@ -32,7 +33,7 @@ def base_list(as_json: JsonOpt = False) -> None:
         print(f"{name:<32} python {b.python:<5} cuda {b.cuda or '-':<5} {where}")
 
 
-@base_app.command("build")
+@base_app.command("build", short_help="Make a local base image from Debian's packages.")
 def base_build(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A catalog name, e.g. debian-bookworm.")],
     force: Annotated[bool, typer.Option("--force", help="Make it again even when it exists.")] = False,
@@ -63,7 +64,7 @@ def base_build(
         print(done.image_id)
 
 
-@app.command()
+@app.command(short_help="Write the hash-pinned lockfile.")
 def lock(
     spec: SpecArg,
     upgrade: Annotated[bool, typer.Option("--upgrade", help="Resolve afresh instead of keeping current pins.")] = False,
@@ -75,7 +76,7 @@ def lock(
     print(f"{result.path.name}: {result.message}")
 
 
-@app.command(name="freeze")
+@app.command(name="freeze", short_help="Dry run: the Dockerfiles and the manifest, no Docker.")
 def freeze_command(
     spec: SpecArg,
     output: Annotated[
@@ -99,7 +100,7 @@ def freeze_command(
             {
                 "output": str(output),
                 "files": list(result.files),
-                "manifest_digest": result.manifest_digest,
+                "manifest_digest": f"sha256:{result.manifest_digest}",
                 "hashed": asdict(result.hashed),
             }
         )
@@ -114,37 +115,57 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@app.command()
+@app.command(short_help="Freeze the experiment and build its image.")
 def build(
     spec: SpecArg,
     as_json: JsonOpt = False,
     allow_dirty: DirtyOpt = False,
     tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="NAME:TAG", help="NAME:TAG for the image.")] = None,
     allow_secret: SecretOpt = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show the Docker engine's own output as it comes.")
+    ] = False,
 ) -> None:
     """Freeze the experiment and build its image on the Docker engine."""
+    from repropack.cache import cache_root
+    from repropack.cli.build_display import BuildDisplay
     from repropack.cli.progress import HashMeter
+    from repropack.errors import ReproError
     from repropack.image.build import build_image
 
     quiet = as_json or not sys.stderr.isatty()
     meter = HashMeter(enabled=not quiet, write=say)
+    log = cache_root() / "logs" / f"build-{re.sub(r'[^A-Za-z0-9_.-]', '_', spec.resolve().parent.name)}.log"
+    display = BuildDisplay(enabled=not quiet, verbose=verbose, write=say, log=log)
 
     def on_line(text: str) -> None:
         meter.done()  # the hashing summary, once, before the first build step
-        if not quiet:
-            say(text)
+        display.on_line(text)
 
-    result = build_image(
-        spec,
-        allow_dirty=allow_dirty,
-        tag=tag,
-        on_line=on_line,
-        on_note=(lambda line: None) if as_json else say,
-        on_progress=meter.update,
-        allowed_secrets=frozenset(allow_secret or ()),
-        before_tag=_ignore_interrupts,
-    )
+    def on_phase(name: str) -> None:
+        meter.done()
+        display.on_phase(name)
+
+    try:
+        result = build_image(
+            spec,
+            allow_dirty=allow_dirty,
+            tag=tag,
+            on_line=on_line,
+            on_note=(lambda line: None) if as_json else say,
+            on_progress=meter.update,
+            allowed_secrets=frozenset(allow_secret or ()),
+            before_tag=_ignore_interrupts,
+            on_phase=on_phase,
+            on_wheels=display.on_wheels,
+        )
+    except ReproError as exc:
+        display.close()
+        if log.exists() and display.steps:
+            exc.hint = f"{exc.hint or ''} The build's whole log: {log}".strip()
+        raise
     meter.done()
+    display.close()
     if as_json:
         print_json(
             {
@@ -157,4 +178,5 @@ def build(
             }
         )
         return
+    display.summary()
     print(f"built {result.tag} ({result.image_id[:19]}), manifest sha256:{result.manifest_digest}")

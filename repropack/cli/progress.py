@@ -27,7 +27,7 @@ from rich.text import Text
 from repropack.engine.types import PushProgress
 
 
-def _size(count: float) -> str:
+def human_size(count: float) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
@@ -38,10 +38,10 @@ class _Rate(ProgressColumn):
     """rich's TransferSpeedColumn in binary units (MiB/s), as the bytes column and the summary lines."""
 
     def render(self, task: Task) -> Text:
-        return Text(f"{_size(task.speed)}/s" if task.speed is not None else "?", style="progress.data.speed")
+        return Text(f"{human_size(task.speed)}/s" if task.speed is not None else "?", style="progress.data.speed")
 
 
-class _Bar:
+class Bar:
     """One rich progress bar; made on the first update, drawn from ``show()`` on, cleared by ``stop()``."""
 
     def __init__(self, console: Console | None, clock: Callable[[], float]) -> None:
@@ -90,7 +90,7 @@ class PushMeter:
         self.write = write
         self.sent: dict[str, tuple[int, int]] = {}
         self.done_layers: set[str] = set()
-        self.bar = _Bar(console, time.monotonic)
+        self.bar = Bar(console, time.monotonic)
 
     def update(self, event: PushProgress) -> None:
         if not event.layer:
@@ -133,11 +133,11 @@ class HashMeter:
         self.total = 0
         self.started: float | None = None
         self.shown = False
-        self.bar = _Bar(console, clock)
+        self.bar = Bar(console, clock)
 
     def _rate(self, now: float) -> str:
         elapsed = now - (self.started if self.started is not None else now)
-        return f"{_size(self.hashed / elapsed)}/s" if elapsed > 0 else "-"
+        return f"{human_size(self.hashed / elapsed)}/s" if elapsed > 0 else "-"
 
     def update(self, hashed: int, total: int) -> None:
         now = self.clock()
@@ -156,4 +156,4 @@ class HashMeter:
         if self.enabled and self.shown and self.started is not None:
             self.shown = False
             now = self.clock()
-            self.write(f"hashed data: {_size(self.hashed)} in {now - self.started:.1f} s ({self._rate(now)})")
+            self.write(f"hashed data: {human_size(self.hashed)} in {now - self.started:.1f} s ({self._rate(now)})")

@@ -77,7 +77,7 @@ def runs(
     print(_table(found))
 
 
-@runs_app.command("export")
+@runs_app.command("export", short_help="Export runs to MLflow.")
 def export(
     tracking_uri: Annotated[
         str,
@@ -123,7 +123,7 @@ def _table(found: list[dict[str, Any]]) -> str:
     return "\n".join([template.format(*row).rstrip() for row in rows])
 
 
-@app.command()
+@app.command(short_help="One run's record: inputs, status, metrics, outputs.")
 def show(run_ref: RunArg, as_json: JsonOpt = False) -> None:
     """One run's page: image, command, seed, overrides, data, status, times, hardware, metrics, outputs."""
     record = _store().resolve(run_ref)
@@ -179,7 +179,7 @@ def render_record(r: RunRecord) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(short_help="A run's full log (--follow while it runs).")
 def logs(
     run_ref: RunArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing while the run runs.")] = False,
@@ -213,7 +213,7 @@ def logs(
         time.sleep(0.5)
 
 
-@app.command()
+@app.command(short_help="Write a run's output files into a folder, checked.")
 def outputs(
     run_ref: RunArg,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Write the files here (new or empty).")],
@@ -251,7 +251,7 @@ def _selected(store: Store, refs: list[str] | None, group: str | None) -> list[d
     return sorted(store.summaries(ids=ids), key=lambda run: order[run["id"]])
 
 
-@app.command(name="compare")
+@app.command(name="compare", short_help="Parameters and metrics of runs, side by side.")
 def compare_runs(
     run_refs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs to compare.")] = None,
     group: GroupFilter = None,
@@ -272,7 +272,7 @@ def compare_runs(
         print(to_text(table))
 
 
-@app.command()
+@app.command(short_help="One self-contained HTML page about runs.")
 def report(
     run_refs: Annotated[list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs in the report.")] = None,
     group: GroupFilter = None,

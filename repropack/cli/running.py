@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from repropack.verify.on_cluster import OnCluster
 
 
-@app.command()
+@app.command(short_help="Run an image's command (seeds, sweeps) and record it.")
 def run(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag, id or REGISTRY/REPO@sha256:...).")],
     command: Annotated[
@@ -172,7 +172,7 @@ def runs_result(records: list[RunRecord], output: Path | None) -> dict[str, Any]
     return result
 
 
-@app.command()
+@app.command(short_help="Run a recorded run again (also with new data).")
 def rerun(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id (or unique prefix), or GROUP/NAME.")],
     data: Annotated[
@@ -239,7 +239,7 @@ def _local(image_id: str) -> bool:
     return Engine.connect().image_id(image_id) is not None
 
 
-@app.command()
+@app.command(short_help="Check an image and re-run it: does it reproduce?")
 def verify(
     target: Annotated[
         str, typer.Argument(metavar="TARGET", help="A local image, REGISTRY/REPO@sha256:..., or a paper manifest file.")

@@ -13,7 +13,7 @@ from repropack.cli.app import JsonOpt, app, print_json, say
 from repropack.errors import BadInput
 
 
-@app.command()
+@app.command(short_help="Push an image; print its reference by digest.")
 def publish(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id) to push.")],
     target: Annotated[str, typer.Argument(metavar="REGISTRY/REPO:TAG", help="Where to push it.")],
@@ -43,7 +43,7 @@ def publish(
     print(published.reference)
 
 
-@app.command(name="manifest")
+@app.command(name="manifest", short_help="The paper manifest (json, markdown or latex).")
 def manifest_command(
     target: Annotated[str, typer.Argument(metavar="IMAGE_OR_REF", help="A local image or a registry reference.")],
     fmt: Annotated[str, typer.Option("--format", metavar="json|markdown|latex", help="Output format.")] = "json",
@@ -69,7 +69,7 @@ def manifest_command(
     say(f"wrote {output}" + ("" if resolved.reference else " (the image is not published: run repropack publish)"))
 
 
-@app.command()
+@app.command(short_help="Show the manifest embedded in an image.")
 def inspect(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="The image (tag or id).")],
     as_json: JsonOpt = False,

@@ -14,7 +14,7 @@ def _number(value: float | None) -> str:
 def render_verify_report(report: dict[str, Any]) -> str:
     lines = [
         f"image     {report['reference'] or report['image']} ({report['image_id'][:19]})",
-        f"manifest  sha256:{report['manifest_digest']}",
+        f"manifest  {report['manifest_digest']}",
         "integrity",
     ]
     for name, check in report["integrity"].items():
@@ -48,6 +48,11 @@ def render_verify_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def count(number: int, noun: str) -> str:
+    """``1 file``, ``2 files``: the noun as the number wants it."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def render_manifest_summary(manifest: Manifest, image_id: str) -> str:
     code, deps, base = manifest["code"], manifest["dependencies"], manifest["base"]
     lines = [
@@ -55,17 +60,17 @@ def render_manifest_summary(manifest: Manifest, image_id: str) -> str:
         f"gpu {manifest['experiment']['gpu']})",
         f"image       {image_id}",
         f"manifest    sha256:{manifest['sha256']}",
-        f"code        {code['commit']} ({code['folder']}, {len(code['files'])} files"
+        f"code        {code['commit']} ({code['folder']}, {count(len(code['files']), 'file')}"
         f"{', DIRTY' if code['dirty'] else ''})",
         f"base        {base['name'] or '-'} {base['reference']} ({base['image_id'] or 'unresolved'})",
-        f"packages    {deps['count']} from {deps['lockfile']} (sha256:{deps['sha256'][:16]}...)",
+        f"packages    {count(deps['count'], 'package')} from {deps['lockfile']} (sha256:{deps['sha256'][:16]}...)",
     ]
     config = manifest.get("config")
     if config:
         lines.append(f"config      {config['file']} (sha256:{config['sha256'][:16]}...)")
     for name, ds in manifest["datasets"].items():
         where = "embedded" if ds["embed"] else "mounted"
-        lines.append(f"dataset     {name}: {ds['files']} files, {where}, sha256:{ds['sha256'][:16]}...")
+        lines.append(f"dataset     {name}: {count(ds['files'], 'file')}, {where}, sha256:{ds['sha256'][:16]}...")
     for name, command in manifest["commands"].items():
         lines.append(f"command     {name}: {command}")
     for name, e in manifest["metrics"]["expected"].items():

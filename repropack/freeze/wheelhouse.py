@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from repropack.cache import cache_root, exclusive
@@ -35,12 +37,17 @@ def _index(house: Path) -> dict[str, str]:
         return {}
 
 
-def ensure_wheels(lock: Lock) -> dict[str, Path]:
+WheelProgress = Callable[[int, int, int], None]  # (wheels downloaded, wheels to download, their bytes so far)
+
+
+def ensure_wheels(lock: Lock, on_progress: WheelProgress | None = None) -> dict[str, Path]:
     """Package name -> a wheel in the wheelhouse whose hash the lock allows; downloads what is missing."""
-    return {name: paths[0] for name, paths in ensure_packages(lock.packages).items()}
+    return {name: paths[0] for name, paths in ensure_packages(lock.packages, on_progress).items()}
 
 
-def ensure_packages(packages: tuple[LockedPackage, ...]) -> dict[str, list[Path]]:
+def ensure_packages(
+    packages: tuple[LockedPackage, ...], on_progress: WheelProgress | None = None
+) -> dict[str, list[Path]]:
     """Package name -> every wheel in the wheelhouse whose hash is one of the package's pinned ones
     (downloaded, by those hashes, when there is none yet). Raises when a package has no such wheel."""
     house = wheelhouse()
@@ -52,7 +59,7 @@ def ensure_packages(packages: tuple[LockedPackage, ...]) -> dict[str, list[Path]
             index = _index(house)
             missing = [p for p in packages if not any(h in index for h in p.hashes)]
             if missing:
-                index.update(_download(missing, house))
+                index.update(_download(missing, house, on_progress))
                 atomic_write(house / "index.json", json.dumps(dict(sorted(index.items())), indent=1).encode())
     found: dict[str, list[Path]] = {}
     for package in packages:
@@ -67,7 +74,14 @@ def ensure_packages(packages: tuple[LockedPackage, ...]) -> dict[str, list[Path]
     return found
 
 
-def _download(packages: list[LockedPackage], house: Path) -> dict[str, str]:
+def _report(dest: Path, total: int, on_progress: WheelProgress | None) -> None:
+    if on_progress is None:
+        return
+    arrived = [path for path in dest.glob("*.whl") if path.is_file()] if dest.is_dir() else []
+    on_progress(len(arrived), total, sum(path.stat().st_size for path in arrived))
+
+
+def _download(packages: list[LockedPackage], house: Path, on_progress: WheelProgress | None) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="repropack-wheels-") as scratch:
         requirements = Path(scratch) / "requirements.txt"
         requirements.write_text("".join(p.line + "\n" for p in packages))
@@ -86,9 +100,15 @@ def _download(packages: list[LockedPackage], house: Path) -> dict[str, str]:
             "-r",
             str(requirements),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        errors = Path(scratch) / "stderr"
+        with errors.open("w") as stderr:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+            while process.poll() is None:  # pip says nothing useful while it downloads: count what arrived
+                _report(dest, len(packages), on_progress)
+                time.sleep(0.5)
+        _report(dest, len(packages), on_progress)
+        if process.returncode != 0:
+            tail = " ".join(errors.read_text(errors="replace").strip().splitlines()[-3:])
             raise EnvironmentProblem(
                 f"Downloading the locked wheels failed: {tail}",
                 hint="Check the network or the package index, then run the build again.",

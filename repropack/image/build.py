@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repropack.checksums.hashing import HashStats, ProgressCallback
 from repropack.engine.client import Engine
@@ -25,6 +26,9 @@ from repropack.freeze import Frozen, freeze
 from repropack.image.context import write_environment_context, write_image_context
 from repropack.image.dockerfile import Dockerfiles, render_dockerfiles
 from repropack.manifest.seal import seal_frozen
+
+if TYPE_CHECKING:
+    from repropack.freeze.wheelhouse import WheelProgress
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def build_image(
     on_progress: ProgressCallback | None = None,
     allowed_secrets: frozenset[str] = frozenset(),
     before_tag: Callable[[], None] = lambda: None,
+    on_phase: Callable[[str], None] = lambda name: None,
+    on_wheels: WheelProgress | None = None,
 ) -> BuildResult:
     """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets.
 
@@ -89,6 +95,7 @@ def build_image(
         unreachable: EnvironmentProblem | None = None
     except EnvironmentProblem as problem:
         engine, unreachable = None, problem
+    on_phase("freeze")
     frozen = freeze(
         spec,
         allow_dirty=allow_dirty,
@@ -107,7 +114,8 @@ def build_image(
             f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
             "commit it with the experiment"
         )
-    ensure_environment(engine, frozen, dockerfiles, on_line)
+    ensure_environment(engine, frozen, dockerfiles, on_line, on_phase, on_wheels)
+    on_phase("image")
     created = creation_time(frozen.code.committed)
     with tempfile.TemporaryFile(prefix="repropack-context-") as context:
         write_image_context(sealed, dockerfiles.image, context)
@@ -128,7 +136,14 @@ def creation_time(committed: int) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def ensure_environment(engine: Engine, frozen: Frozen, dockerfiles: Dockerfiles, on_line: Callable[[str], None]) -> str:
+def ensure_environment(
+    engine: Engine,
+    frozen: Frozen,
+    dockerfiles: Dockerfiles,
+    on_line: Callable[[str], None],
+    on_phase: Callable[[str], None] = lambda name: None,
+    on_wheels: WheelProgress | None = None,
+) -> str:
     """The image holding the locked environment, built (and tagged, once complete) when missing.
 
     It is keyed by a digest of the lockfile, the base and the recipe, so a code edit reuses it and the
@@ -138,7 +153,9 @@ def ensure_environment(engine: Engine, frozen: Frozen, dockerfiles: Dockerfiles,
     tag = dockerfiles.environment_tag
     if engine.image_id(tag) is not None:
         return tag
-    wheels = ensure_wheels(frozen.lock)
+    on_phase("wheels")
+    wheels = ensure_wheels(frozen.lock, on_wheels)
+    on_phase("environment")
     with tempfile.TemporaryFile(prefix="repropack-environment-") as context:
         write_environment_context(dockerfiles.environment, frozen.lock.path.read_bytes(), wheels, context)
         context.seek(0)

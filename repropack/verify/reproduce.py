@@ -116,7 +116,7 @@ def verify_target(
         "image": resolved.image,
         "reference": resolved.reference,
         "image_id": loaded.image_id,
-        "manifest_digest": loaded.digest,
+        "manifest_digest": f"sha256:{loaded.digest}",  # as build, publish and the records write it
         "integrity": {c.name: c.as_dict() for c in checks},
         "metrics": {},
         "reproduced": False,

@@ -124,7 +124,7 @@ def test_freeze_json(experiment: Experiment, run_cli: RunCli) -> None:
     assert result.code == 0
     report = json.loads(result.out)
     assert report["files"] == ["Dockerfile", "environment.Dockerfile", "manifest.json"]
-    assert report["manifest_digest"] == json.loads((out / "manifest.json").read_bytes())["sha256"]
+    assert report["manifest_digest"] == "sha256:" + json.loads((out / "manifest.json").read_bytes())["sha256"]
 
 
 def test_freeze_of_a_bad_spec_writes_nothing(make_experiment: MakeExperiment, run_cli: RunCli) -> None:

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("manifest",),
     ("image",),
     ("run",),
-    ("cluster",),  # runs on Slurm: scripts, submission, markers, results into the store
+    ("cluster",),  # runs on Slurm and Kubernetes: scripts and Jobs, submission, states, results into the store
     ("verify", "publish"),
     ("report",),  # comparisons and the report page over recorded runs
     ("cli",),

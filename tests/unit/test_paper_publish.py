@@ -97,3 +97,14 @@ def test_publish_targets(target: str, repository: str, tag: str) -> None:
 def test_bad_publish_targets(target: str) -> None:
     with pytest.raises(BadInput, match="REGISTRY/REPOSITORY:TAG"):
         parse_target(target)
+
+
+def test_a_note_in_words_stays_outside_the_code_span() -> None:
+    """'(not published)' and '(N packages)' are words about the value, not part of it."""
+    from repropack.manifest.paper import _markdown
+
+    text = _markdown(
+        {"experiment": "tiny", "verify": "repropack verify x"},
+        [("Image", "sha256:abc", "(not published)"), ("Manifest", "sha256:def", "")],
+    )
+    assert "| Image | `sha256:abc` (not published) |" in text and "| Manifest | `sha256:def` |" in text

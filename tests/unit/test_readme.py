@@ -86,3 +86,13 @@ def test_every_flag_the_readme_names_is_the_commands_own(path: tuple[str, ...], 
     known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
     missing = [flag for flag in flags if flag not in known]
     assert not missing, f"README's `repropack {' '.join(path)}` names {missing}, which it does not take"
+
+
+def test_no_commands_summary_is_cut_in_help_at_80_columns() -> None:
+    for path, command in _commands().items():
+        if not path:
+            continue
+        siblings = [p for p in _commands() if len(p) == len(path) and p[:-1] == path[:-1]]
+        limit = 78 - 6 - max(len(p[-1]) for p in siblings)  # click: the width, its indent and the names' column
+        summary = command.get_short_help_str(limit=limit)
+        assert not summary.endswith("..."), f"`repropack {' '.join(path)} --help` summary is cut: {summary}"
