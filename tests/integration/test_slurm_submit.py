@@ -299,3 +299,39 @@ def test_an_unknown_partition_or_no_sbatch_is_refused_and_nothing_is_recorded(
     swept = cli(cluster, "submit", tag, "--sweep", "nosuchkey=1,2", "--group", "refused")
     assert swept[0] == 2 and "nosuchkey" in swept[2]
     assert json.loads(repropack("runs", "--group", "refused", "--json", env=cluster.env).stdout) == []
+
+
+def _pyxis() -> bool:
+    import shutil
+    import subprocess
+
+    srun = shutil.which("srun")
+    if srun is None:
+        return False
+    shown = subprocess.run([srun, "--help"], capture_output=True, text=True, check=False, timeout=30).stdout
+    return "--container-image" in shown
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        pytest.param(
+            "apptainer",
+            marks=pytest.mark.skipif(
+                __import__("shutil").which("apptainer") is None, reason="apptainer is not installed here"
+            ),
+        ),
+        pytest.param("pyxis", marks=pytest.mark.skipif(not _pyxis(), reason="Slurm here has no pyxis plugin")),
+    ],
+)
+def test_the_other_runtimes_run_a_task_where_they_are_installed(
+    cluster: SlurmCluster, image: tuple[str, str], tmp_path: Path, runtime: str
+) -> None:
+    tag, _ = image
+    group = f"by-{runtime}"
+    code, _out, err = cli(
+        cluster, "submit", tag, "--runtime", runtime, "--group", group, "--output", str(tmp_path / "shared")
+    )
+    assert code == 0, err
+    code, out, err = cli(cluster, "wait", group, "--timeout", "600", "--json")
+    assert code == 0, out + err
