@@ -44,6 +44,10 @@ def render_verify_report(report: dict[str, Any]) -> str:
                 + (f" {_number(m.get('std')):>10}" if several else "")
                 + f"  {'ok' if m['passed'] else 'FAIL'}"
             )
+    if report.get("seeds_had_no_effect"):
+        lines.append(
+            f"note      seeds had no effect: all {len(report.get('runs', []))} seeds gave exactly the same metrics"
+        )
     lines.append("REPRODUCED" if report["reproduced"] else "NOT REPRODUCED")
     return "\n".join(lines)
 
@@ -71,7 +75,8 @@ def render_manifest_summary(manifest: Manifest, image_id: str) -> str:
     for name, ds in manifest["datasets"].items():
         where = "embedded" if ds["embed"] else "mounted"
         lines.append(f"dataset     {name}: {count(ds['files'], 'file')}, {where}, sha256:{ds['sha256'][:16]}...")
-    for name, command in manifest["commands"].items():
+    for name, given in manifest["commands"].items():
+        command = " → ".join(given) if isinstance(given, list) else given  # steps, in order
         lines.append(f"command     {name}: {command}")
     for name, e in manifest["metrics"]["expected"].items():
         lines.append(f"expects     {name} = {e['value']} (abs_tol {e['abs_tol']}, rel_tol {e['rel_tol']})")

@@ -17,6 +17,34 @@ def command_fields(command: str) -> list[str]:
     return [fname for _, fname, _, _ in string.Formatter().parse(command) if fname is not None]
 
 
+SHELL_OPERATORS = ("&&", "||", "|", ";", ">", "<", "`", "$(")
+
+
+def shell_operator(command: str) -> str | None:
+    """The first shell operator outside quotes (a command is not run by a shell), or None."""
+    quote: str | None = None
+    index = 0
+    while index < len(command):
+        char = command[index]
+        if quote:
+            if char == "\\" and quote == '"':
+                index += 2
+                continue
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            index += 2
+            continue
+        else:
+            for operator in SHELL_OPERATORS:
+                if command.startswith(operator, index):
+                    return operator
+        index += 1
+    return None
+
+
 def check_commands(
     check: Checker,
     raw: dict[str, Any],
@@ -24,7 +52,7 @@ def check_commands(
     *,
     has_config: bool,
     declared: frozenset[str] = frozenset(),
-) -> dict[str, str] | None:
+) -> dict[str, str | list[str]] | None:
     if "commands" not in raw:
         return None
     mapping = check.mapping(raw["commands"], ("commands",), "train: python train.py")
@@ -32,26 +60,59 @@ def check_commands(
         return None
     if not mapping:
         check.problem(("commands",), "declare at least one command, for example train")
-    result: dict[str, str] = {}
+    result: dict[str, str | list[str]] = {}
     for name, command in mapping.items():
         where = ("commands", name)
         if not IDENTIFIER.match(name):
             check.problem(where, "command names use lower-case letters, digits, '_' and '-', starting with a letter")
             continue
-        text = check.text(command, where)
-        if text is None:
+        if isinstance(command, list):  # steps, run in order in the same working folder
+            if not command:
+                check.problem(where, "a list of steps needs at least one step")
+                continue
+            steps = [
+                _check_step(check, step, (*where, str(n)), datasets, has_config, declared)
+                for n, step in enumerate(command)
+            ]
+            if all(step is not None for step in steps):
+                result[name] = [step for step in steps if step is not None]
             continue
-        try:
-            fields = command_fields(text)
-        except ValueError as exc:
-            check.problem(where, f"bad placeholder syntax ({exc}); write literal braces as {{{{ and }}}}")
-            continue
-        for fname in fields:
-            problem = _placeholder_problem(fname, datasets, has_config=has_config, declared=declared)
-            if problem:
-                check.problem(where, problem)
-        result[name] = text
+        text = _check_step(check, command, where, datasets, has_config, declared)
+        if text is not None:
+            result[name] = text
     return dict(sorted(result.items()))
+
+
+def _check_step(
+    check: Checker,
+    command: Any,
+    where: tuple[str, ...],
+    datasets: dict[str, Dataset],
+    has_config: bool,
+    declared: frozenset[str],
+) -> str | None:
+    text = check.text(command, where)
+    if text is None:
+        return None
+    operator = shell_operator(text)
+    if operator is not None:
+        check.problem(
+            where,
+            f"'{operator}' is a shell operator, and a command is one process run without a shell; "
+            "write the steps as a list (commands: {NAME: [step one, step two]}) or run a shell explicitly "
+            "(bash -c '...')",
+        )
+        return None
+    try:
+        fields = command_fields(text)
+    except ValueError as exc:
+        check.problem(where, f"bad placeholder syntax ({exc}); write literal braces as {{{{ and }}}}")
+        return None
+    for fname in fields:
+        problem = _placeholder_problem(fname, datasets, has_config=has_config, declared=declared)
+        if problem:
+            check.problem(where, problem)
+    return text
 
 
 def _placeholder_problem(

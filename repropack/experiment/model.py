@@ -82,7 +82,7 @@ class Spec:
     config: Path | None
     seed: int
     datasets: dict[str, Dataset]
-    commands: dict[str, str]
+    commands: dict[str, str | list[str]]  # a string is one process; a list, steps run in order
     metrics: Metrics
     gpu: str
 

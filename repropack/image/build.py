@@ -109,6 +109,8 @@ def build_image(
     if engine is None:
         assert unreachable is not None
         raise unreachable
+    for warning in seed_warnings(frozen):
+        on_note(warning)
     if frozen.lock_created:
         on_note(
             f"wrote {spec.lockfile.name} ({len(frozen.lock.packages)} packages, pinned with hashes); "
@@ -125,6 +127,23 @@ def build_image(
     before_tag()
     engine.tag(image_id, final_tag)
     return BuildResult(image_id, final_tag, sealed.digest, spec.lockfile.name, frozen.lock_created, frozen.hash_stats)
+
+
+def seed_warnings(frozen: Frozen) -> list[str]:
+    """A command whose seed reaches neither its arguments ({seed}) nor its code (REPRO_SEED) runs the same
+    whatever --seed says: said at build, before anyone trusts a spread over seeds."""
+    if any(b"REPRO_SEED" in file.data for file in frozen.code.files):
+        return []
+    unseeded = [
+        name
+        for name, given in sorted(frozen.spec.commands.items())
+        if not any("{seed}" in step for step in (given if isinstance(given, list) else [given]))
+    ]
+    return [
+        f"warning: the command '{name}' takes no {{seed}} and its code never reads REPRO_SEED: --seed reaches it "
+        "only through the global generators the runtime seeds (random, NumPy, torch)"
+        for name in unseeded
+    ]
 
 
 def creation_time(committed: int) -> str:

@@ -138,7 +138,10 @@ def _rows(paper: dict[str, Any]) -> list[Row]:
     if s["config"]:
         rows.append(("Config", f"{s['config']['file']}, sha256:{s['config']['sha256']}", ""))
     rows += [(f"Dataset {name}", f"sha256:{digest}", "") for name, digest in s["datasets"].items()]
-    rows += [(f"Command {name}", command, "") for name, command in s["commands"].items()]
+    rows += [
+        (f"Command {name}", " then ".join(given) if isinstance(given, list) else given, "")
+        for name, given in s["commands"].items()
+    ]
     rows += [(f"Expected {name}", f"{spec['value']:g} {_tolerance(spec)}", "") for name, spec in s["expected"].items()]
     rows.append(("Manifest", f"sha256:{s['manifest_sha256']}", ""))
     return rows

@@ -269,10 +269,21 @@ def _failure(
     was just shown, its last lines; the runtime's refusals (exit 1-3) are its own last line."""
     if oom_killed:
         return CommandFailed(f"The command '{command}' was killed for using too much memory.")
+    missing = record.get("missing_metrics")
+    if code == 4 and isinstance(missing, list) and missing:
+        names = ", ".join(map(str, missing))
+        return CommandFailed(
+            f"The command '{command}' ran but did not produce the metric {names} that the experiment expects.",
+            hint="Write it to the metrics file (or print it as the spec's metrics.stdout pattern says).",
+        )
     if code == 4 and isinstance(record.get("status"), str):
         said = [line for line in record.get("output_tail", []) if isinstance(line, str) and line.strip()][-3:]
         where = "its output is above" if shown else f"its last output: {' | '.join(said) or '(none)'}"
-        return CommandFailed(f"The command '{command}' {record['status'].replace('_', ' ')}; {where}.")
+        step, steps = record.get("failed_step"), record.get("steps") or []
+        at = ""
+        if isinstance(step, int) and 0 < step <= len(steps) and isinstance(steps[step - 1], dict):
+            at = f" at step {step} of {len(steps)} ({' '.join(map(str, steps[step - 1].get('argv', [])))})"
+        return CommandFailed(f"The command '{command}' {record['status'].replace('_', ' ')}{at}; {where}.")
     last = next((line for line in reversed(tail) if line.strip()), "")
     error = RUNTIME_ERRORS.get(code, CommandFailed)
     return error(f"The run of '{command}' in {image.image_id[:19]} ended with exit code {code}: {last}")

@@ -111,10 +111,76 @@ class _Lookup(dict):  # type: ignore[type-arg]
         return self[name]
 
 
-def command_argv(manifest: Manifest, name: str, config: str | None, seed: int, output: str) -> list[str]:
+def command_steps(manifest: Manifest, name: str, config: str | None, seed: int, output: str) -> list[list[str]]:
+    """The command's steps, each one process's argv: a string command is one step, a list is its steps."""
     datasets = _Lookup({n: r["path"] for n, r in manifest["datasets"].items()})
     values = {"config": config or "", "output": output, "seed": str(seed), "datasets": datasets}
-    return [token.format(**values) for token in shlex.split(manifest["commands"][name])]
+    given = manifest["commands"][name]
+    steps = given if isinstance(given, list) else [given]
+    return [[token.format(**values) for token in shlex.split(step)] for step in steps]
+
+
+def command_argv(manifest: Manifest, name: str, config: str | None, seed: int, output: str) -> list[str]:
+    """The argv of a one-step command (the first step of a list)."""
+    return command_steps(manifest, name, config, seed, output)[0]
+
+
+def working_copy(code: str, user: tuple[int, int] | None) -> str:
+    """A scratch copy of the image's code that the command may write to, the same for every user (the
+    user the command runs as owns it); /repro/code itself stays read-only and as the manifest says."""
+    import shutil
+    import tempfile
+
+    work = os.path.join(tempfile.mkdtemp(prefix="repro-work-"), "code")
+    shutil.copytree(code, work, symlinks=True)
+    if user is not None:
+        for folder, dirs, files in os.walk(os.path.dirname(work)):
+            for name in [folder, *(os.path.join(folder, entry) for entry in dirs + files)]:
+                os.lchown(name, *user)
+    for folder, dirs, files in os.walk(work):
+        for entry in [folder, *(os.path.join(folder, d) for d in dirs)]:
+            os.chmod(entry, 0o755)
+        for entry in files:
+            path = os.path.join(folder, entry)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o600)
+    return work
+
+
+def run_steps(
+    steps: list[list[str]],
+    env: dict[str, str],
+    cwd: str,
+    timeout: float | None,
+    patterns: dict[str, str],
+    user: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Run the steps in order in ``cwd``, stopping at the first that fails; ``timeout`` is for all of them.
+    The result is :func:`run_command`'s for the steps together, with each step's own under "steps" and the
+    failed step's number (1-based) under "failed_step"."""
+    import time
+
+    deadline = None if not timeout else time.monotonic() + timeout
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    found: dict[str, str] = {}
+    done: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"exit_code": 0, "status": "succeeded"}
+    for number, argv in enumerate(steps, start=1):
+        if len(steps) > 1:
+            print(f"repropack: step {number} of {len(steps)}: {shlex.join(argv)}", flush=True)
+        left = None if deadline is None else max(0.001, deadline - time.monotonic())
+        clock = time.monotonic()
+        result = run_command(argv, env, cwd, left, patterns, user)
+        tail.extend(result["tail"])
+        found.update(result["stdout_metrics"])
+        done.append(
+            {"argv": argv, "exit_code": result["exit_code"], "status": result["status"],
+             "duration_s": round(time.monotonic() - clock, 3)}
+        )  # fmt: skip
+        if result["exit_code"] != 0:
+            failed = number if len(steps) > 1 else None
+            return {**result, "tail": list(tail), "stdout_metrics": found, "steps": done, "failed_step": failed}
+    return {**result, "tail": list(tail), "stdout_metrics": found, "steps": done, "failed_step": None}
 
 
 def command_environment(

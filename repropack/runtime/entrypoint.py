@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -232,17 +233,17 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
             'for example -v "$PWD/out:/output".',
         ) from None
     config, overrides = command.apply_overrides(manifest, options["sets"], output)
-    argv_run = command.command_argv(manifest, options["command"], config, options["seed"], output)
+    steps = command.command_steps(manifest, options["command"], config, options["seed"], output)
     state = tempfile.mkdtemp(prefix="repro-state-")
     user = command.command_user(output)
+    work = command.working_copy(manifest["layout"]["code"], user)
     if user is not None:
         os.chown(state, *user)
     env = command.command_environment(manifest, options, config, device, state)
     print(f"repropack: running '{options['command']}' on {device} with seed {options['seed']}", flush=True)
     started, clock = now(), time.monotonic()
-    result = command.run_command(
-        argv_run, env, manifest["layout"]["code"], options["timeout"], manifest["metrics"]["stdout"], user
-    )
+    result = command.run_steps(steps, env, work, options["timeout"], manifest["metrics"]["stdout"], user)
+    shutil.rmtree(os.path.dirname(work), ignore_errors=True)
     duration = round(time.monotonic() - clock, 3)
     metrics, problems = (
         outputs.collect_metrics(manifest, output, result["stdout_metrics"]) if result["exit_code"] == 0 else ({}, [])
@@ -252,7 +253,9 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
     record = {
         "schema": "repropack.run/v1",
         "command": options["command"],
-        "argv": argv_run,
+        "argv": result["steps"][-1]["argv"],  # the step that ran last: the only one of a one-step command
+        "steps": result["steps"],
+        "failed_step": result["failed_step"],
         "exit_code": result["exit_code"],
         "status": result["status"],
         "started": started,
@@ -278,14 +281,26 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
         "metric_problems": problems,
         "output_tail": result["tail"],
     }
+    missing = [name for name in manifest["metrics"]["expected"] if result["exit_code"] == 0 and name not in metrics]
+    if missing:  # it ran, but did not produce what the spec promises: not a success
+        record["status"], record["missing_metrics"] = "missing_metrics", missing
     outputs.write_json(os.path.join(output, "metrics.json"), metrics) if result["exit_code"] == 0 else None
     outputs.write_json(os.path.join(output, "run.json"), record)
     outputs.give_to_output_owner(output)
     if result["exit_code"] != 0:  # its output was streamed above: not repeated here
         status = result["status"].replace("_", " ")
-        raise Stop(4, f"repropack: the command '{options['command']}' {status}; its output is above.")
+        step = result["failed_step"]
+        at = f" at step {step} of {len(steps)} ({shlex.join(steps[step - 1])})" if step else ""
+        raise Stop(4, f"repropack: the command '{options['command']}' {status}{at}; its output is above.")
     for problem in problems:
         print(f"repropack: warning: {problem}", file=sys.stderr)
+    if missing:
+        source = manifest["metrics"].get("file") or "a metrics.stdout pattern"
+        raise Stop(
+            4,
+            f"repropack: the command '{options['command']}' did not produce the metric "
+            f"{', '.join(missing)} the experiment expects (from {source}).",
+        )
     print("repropack: metrics " + json.dumps(metrics, sort_keys=True), flush=True)
     outputs.write_termination(0, "succeeded", options["seed"], metrics)
     return 0

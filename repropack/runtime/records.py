@@ -114,7 +114,7 @@ class ManifestBody(TypedDict):
     config: ConfigRecord | None
     datasets: dict[str, DatasetRecord]
     datasets_sha256: str
-    commands: dict[str, str]
+    commands: dict[str, str | list[str]]  # a list: steps run in order
     metrics: MetricsRecord
     layout: LayoutRecord
     runtime: RuntimeRecord

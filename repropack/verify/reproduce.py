@@ -174,6 +174,8 @@ def verify_target(
     for name, extra in spread.items():
         metrics[name].update(extra)
     report["metrics"] = metrics
+    # several seeds, the very same numbers: the seed never reached what the metrics measure
+    report["seeds_had_no_effect"] = len(runs) > 1 and all(run["metrics"] == runs[0]["metrics"] for run in runs)
     report["runs"] = [{k: v for k, v in run.items() if k != "record"} for run in runs]
     report["run_ids"] = [run["run_id"] for run in runs if run["run_id"]]
     report["group"] = options.group

@@ -96,6 +96,8 @@ def fragment(tp: Any) -> dict[str, Any]:
         if "$ref" in shape:
             return {"anyOf": [shape, {"type": "null"}]}
         return {**shape, "type": [shape["type"], "null"]}
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # one of several shapes: str | list[str]
+        return {"anyOf": [fragment(a) for a in args]}
     if typing.is_typeddict(tp):
         return {"$ref": f"#/$defs/{tp.__name__}"}
     if typing.get_origin(tp) is list:

@@ -1,0 +1,106 @@
+"""Steps on the real engine: a prepare step that writes next to its own code, then training that reads it,
+run as root, as another user, and under verify's sandbox (read-only root) with the same result; a failing
+step named in the error; a shell operator refused at validation."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Experiment, new_experiment, repropack
+from tests.integration.test_tiny_experiment import run_container
+
+pytestmark = pytest.mark.docker
+
+PREPARE = """\
+import pathlib, sys
+rows = [line.split(",") for line in open(sys.argv[1]).read().splitlines()[1:]]
+pathlib.Path("prepared.txt").write_text(str(sum(float(x) + float(y) for x, y in rows)))  # beside the code
+print("prepared", len(rows), "rows")
+"""
+TRAIN = """\
+import json, os, sys
+total = float(open("prepared.txt").read())
+out = sys.argv[sys.argv.index("--output") + 1]
+json.dump({"mean": total / 4, "uid": os.getuid()}, open(os.path.join(out, "metrics.json"), "w"))
+print("trained on", total)
+"""
+
+
+@pytest.fixture(scope="module")
+def stepped(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[str]:
+    experiment: Experiment = new_experiment(
+        tmp_path_factory.mktemp("steps") / "steps",
+        name="stepped",
+        expected="mean: {value: 5.5, abs_tol: 0.001}",
+        files={"prepare.py": PREPARE.encode()},
+        train_py=TRAIN,
+    )
+    text = experiment.spec.read_text()
+    one = "  train: python train.py --config {config} --data {datasets.points} --output {output} --seed {seed}"
+    assert one in text
+    experiment.spec.write_text(
+        text.replace(
+            one, "  train:\n    - python prepare.py {datasets.points}\n    - python train.py --output {output}"
+        )
+    )
+    experiment.commit("steps")
+    yield str(experiment.build("stepped")["tag"])
+
+
+def test_a_prepare_step_that_writes_beside_its_code_works_for_every_user(stepped: str, tmp_path: Path) -> None:
+    as_root = tmp_path / "root"
+    code, logs = run_container(stepped, as_root, "train")
+    assert code == 0, logs
+    assert "step 1 of 2" in logs and "step 2 of 2" in logs and "prepared 4 rows" in logs
+    assert json.loads((as_root / "metrics.json").read_text()) == {"mean": 5.5, "uid": 0}
+    as_user = tmp_path / "user"
+    as_user.mkdir()
+    os.chown(as_user, 1234, 1234)  # the runtime runs the command as the output folder's owner
+    code, logs = run_container(stepped, as_user, "train")
+    assert code == 0, logs
+    assert json.loads((as_user / "metrics.json").read_text()) == {"mean": 5.5, "uid": 1234}
+    run = json.loads((as_user / "run.json").read_text())
+    assert [step["exit_code"] for step in run["steps"]] == [0, 0] and run["failed_step"] is None
+    verified = repropack("verify", stepped, "--json")  # the sandbox: read-only root file system
+    assert verified.code == 0, verified.stdout + verified.stderr
+    assert verified.json()["metrics"]["mean"]["actual"] == 5.5
+
+
+def test_a_shell_operator_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    experiment = new_experiment(tmp_path / "shell", name="shelly")
+    text = experiment.spec.read_text()
+    experiment.spec.write_text(
+        text.replace("  train: python train.py", "  train: python prepare.py && python train.py")
+    )
+    experiment.commit("shell")
+    built = repropack("build", str(experiment.spec), "--json")
+    assert built.code == 2 and "'&&' is a shell operator" in built.stderr and "bash -c" in built.stderr
+
+
+def test_a_missing_expected_metric_fails_the_run(tmp_path: Path, base_image: str) -> None:
+    experiment = new_experiment(
+        tmp_path / "missing",
+        name="missing",
+        expected="mean: {value: 6.0, abs_tol: 0.001}\naccuracy: {value: 0.9, abs_tol: 0.01}",
+    )
+    tag = str(experiment.build("missing")["tag"])
+    result = repropack("run", tag, "--output", str(tmp_path / "out"))
+    assert result.code == 4, result.stderr
+    assert "did not produce the metric accuracy that the experiment expects" in result.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["status"] == "missing_metrics" and run["missing_metrics"] == ["accuracy"]
+    code, logs = run_container(tag, tmp_path / "direct", "train")
+    assert code == 4 and "did not produce the metric accuracy" in logs  # the image's own entrypoint too
+
+
+def test_seeds_that_change_nothing_are_reported(stepped: str) -> None:
+    verified = repropack("verify", stepped, "--seeds", "0,1", "--json")
+    assert verified.code == 0, verified.stderr
+    assert verified.json()["seeds_had_no_effect"] is True
+    shown = repropack("verify", stepped, "--seeds", "0,1")
+    assert "seeds had no effect: all 2 seeds gave exactly the same metrics" in shown.stdout
