@@ -120,8 +120,10 @@ def _placeholder_problem(
 ) -> str | None:
     if fname == "config" and not has_config:
         return "uses {config} but the spec has no 'config' file"
-    if fname in PLACEHOLDERS:
+    if fname in PLACEHOLDERS or fname in declared:
         return None
+    if fname.startswith("params."):
+        return f"placeholder {{{fname}}} names a parameter the spec does not declare under params"
     if fname.startswith("datasets."):
         dataset = fname.removeprefix("datasets.")
         if dataset in datasets or dataset in declared:
@@ -132,6 +134,24 @@ def _placeholder_problem(
     known = ", ".join("{" + p + "}" for p in (*PLACEHOLDERS, "datasets.NAME"))
     near = difflib.get_close_matches(fname, list(PLACEHOLDERS), n=1)
     return f"unknown placeholder {{{fname}}}; " + (f"did you mean {{{near[0]}}}?" if near else f"known: {known}")
+
+
+def check_params(check: Checker, raw: dict[str, Any]) -> dict[str, str | int | float | bool]:
+    """``params: {NAME: DEFAULT}``: the values a flag-driven script is varied by ({params.NAME} in commands,
+    --set NAME=VALUE, sweeps); each default a string, number or true/false, its type the one --set must give."""
+    if raw.get("params") is None:
+        return {}
+    body = check.mapping(raw["params"], ("params",), "params: {lr: 0.001, batch_size: 64}")
+    found: dict[str, str | int | float | bool] = {}
+    for name, value in (body or {}).items():
+        where = ("params", str(name))
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            check.problem(where, "parameter names use lower-case letters, digits and '_', starting with a letter")
+        elif isinstance(value, (bool, int, float, str)):
+            found[name] = value
+        else:
+            check.problem(where, "a parameter's default is a string, a number or true/false")
+    return dict(sorted(found.items()))
 
 
 def check_metrics(check: Checker, raw: dict[str, Any]) -> Metrics:

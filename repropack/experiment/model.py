@@ -18,6 +18,7 @@ TOP_KEYS = (
     "config",
     "seed",
     "datasets",
+    "params",
     "commands",
     "metrics",
     "gpu",
@@ -85,6 +86,7 @@ class Spec:
     commands: dict[str, str | list[str]]  # a string is one process; a list, steps run in order
     metrics: Metrics
     gpu: str
+    params: dict[str, str | int | float | bool] = field(default_factory=dict)  # {params.NAME}, --set NAME=
 
     @property
     def root(self) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 
 from repropack.errors import SpecError
 from repropack.experiment.checker import Checker, kind
-from repropack.experiment.commands import check_commands, check_metrics
+from repropack.experiment.commands import check_commands, check_metrics, check_params
 from repropack.experiment.model import (
     DATASET_KEYS,
     DIGEST_REFERENCE,
@@ -70,7 +70,10 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
     datasets = _check_datasets(check, raw)
     # A dataset that is declared but invalid has its own problem; its placeholder is not a second one.
     declared = frozenset(raw["datasets"]) if isinstance(raw.get("datasets"), dict) else frozenset()
-    commands = check_commands(check, raw, datasets, has_config="config" in raw, declared=declared)
+    params = check_params(check, raw)
+    commands = check_commands(
+        check, raw, datasets, has_config="config" in raw, declared=declared | {f"params.{name}" for name in params}
+    )
     metrics = check_metrics(check, raw)
 
     if check.problems:
@@ -89,6 +92,7 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
         commands=commands,
         metrics=metrics,
         gpu=gpu,
+        params=params,
     )
 
 

@@ -70,6 +70,7 @@ def build_manifest(
         "datasets": {name: _dataset_record(ds) for name, ds in datasets.items()},
         "datasets_sha256": datasets_digest(datasets),
         "commands": dict(spec.commands),
+        "params": dict(sorted(spec.params.items())),
         "metrics": {
             "file": spec.metrics.file,
             "stdout": dict(spec.metrics.stdout),

@@ -148,12 +148,22 @@ def check_request(manifest: Manifest, request: RunRequest) -> tuple[str, list[Mo
 def check_sets(manifest: Manifest, items: tuple[str, ...]) -> None:
     """Each ``--set`` key names a value of the image's JSON config (the runtime checks again, inside)."""
     pairs = parse_sets(items)
+    defaults = manifest.get("params") or {}
+    for key, raw in pairs:
+        if key in defaults:
+            try:
+                typed_value(key, raw, defaults[key], "the spec's params")
+            except ValueError as exc:
+                raise BadInput(str(exc), hint="Give a value of the parameter's type.") from None
+    pairs = [(key, raw) for key, raw in pairs if key not in defaults]
     if not pairs:
         return
     config = manifest.get("config")
     if not config or not str(config.get("file", "")).endswith(".json"):
         raise BadInput(
-            "--set changes values in the experiment's JSON config, and this experiment has none.",
+            f"--set {pairs[0][0]}: the experiment has no parameter of that name"
+            + (f" (it has: {', '.join(sorted(defaults))})" if defaults else "")
+            + ", and no JSON config to change.",
             hint="Drop --set, or give the experiment a config.json.",
         )
     try:

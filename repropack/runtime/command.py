@@ -73,9 +73,28 @@ def typed_value(key: str, raw: str, old: Any, file: str) -> Any:
     return value
 
 
+def split_sets(manifest: Manifest, sets: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``--set`` items that name a parameter (its value typed like its default), and the rest (config keys)."""
+    defaults = manifest.get("params") or {}
+    params: dict[str, Any] = dict(defaults)
+    rest = []
+    for item in sets:
+        key, raw = item.split("=", 1)
+        if key in defaults:
+            try:
+                params[key] = typed_value(key, raw, defaults[key], "the spec's params")
+            except ValueError as exc:
+                raise Stop(2, str(exc)) from None
+        else:
+            rest.append(item)
+    return params, rest
+
+
 def apply_overrides(manifest: Manifest, sets: list[str], output: str) -> tuple[str | None, dict[str, Any]]:
-    """The config path the command sees, and the overrides applied (written to OUTPUT/config.json)."""
+    """The config path the command sees, and the config overrides applied (written to OUTPUT/config.json);
+    ``sets`` naming parameters are not for the config (see :func:`split_sets`)."""
     config = manifest.get("config")
+    sets = split_sets(manifest, sets)[1]
     if not sets:
         return (config["path"] if config else None), {}
     if not config or not config["file"].endswith(".json"):
@@ -111,10 +130,20 @@ class _Lookup(dict):  # type: ignore[type-arg]
         return self[name]
 
 
-def command_steps(manifest: Manifest, name: str, config: str | None, seed: int, output: str) -> list[list[str]]:
-    """The command's steps, each one process's argv: a string command is one step, a list is its steps."""
+def command_steps(
+    manifest: Manifest,
+    name: str,
+    config: str | None,
+    seed: int,
+    output: str,
+    params: dict[str, Any] | None = None,
+) -> list[list[str]]:
+    """The command's steps, each one process's argv: a string command is one step, a list is its steps.
+    ``params``: the parameters' values (default: the spec's defaults), for ``{params.NAME}``."""
     datasets = _Lookup({n: r["path"] for n, r in manifest["datasets"].items()})
-    values = {"config": config or "", "output": output, "seed": str(seed), "datasets": datasets}
+    given_params = (manifest.get("params") or {}) if params is None else params
+    shown = _Lookup({n: json.dumps(v) if isinstance(v, bool) else str(v) for n, v in given_params.items()})
+    values = {"config": config or "", "output": output, "seed": str(seed), "datasets": datasets, "params": shown}
     given = manifest["commands"][name]
     steps = given if isinstance(given, list) else [given]
     return [[token.format(**values) for token in shlex.split(step)] for step in steps]

@@ -232,8 +232,12 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
             f"The output folder {output} is not writable ({exc.strerror}). Mount a folder you own, "
             'for example -v "$PWD/out:/output".',
         ) from None
+    params, _config_sets = command.split_sets(manifest, options["sets"])
     config, overrides = command.apply_overrides(manifest, options["sets"], output)
-    steps = command.command_steps(manifest, options["command"], config, options["seed"], output)
+    for item in options["sets"]:  # a parameter set on the command line is an override, as a config key is
+        if item.split("=", 1)[0] in params:
+            overrides[item.split("=", 1)[0]] = params[item.split("=", 1)[0]]
+    steps = command.command_steps(manifest, options["command"], config, options["seed"], output, params)
     state = tempfile.mkdtemp(prefix="repro-state-")
     user = command.command_user(output)
     work = command.working_copy(manifest["layout"]["code"], user)
@@ -263,6 +267,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
         "duration_s": duration,
         "seed": options["seed"],
         "overrides": overrides,
+        "params": params,
         "config_sha256": config_digest(config),
         "datasets": data_uses,
         "timeout_s": options["timeout"],

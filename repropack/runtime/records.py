@@ -115,6 +115,7 @@ class ManifestBody(TypedDict):
     datasets: dict[str, DatasetRecord]
     datasets_sha256: str
     commands: dict[str, str | list[str]]  # a list: steps run in order
+    params: dict[str, Any]  # NAME -> default ({params.NAME} in commands; --set NAME=VALUE)
     metrics: MetricsRecord
     layout: LayoutRecord
     runtime: RuntimeRecord

@@ -104,3 +104,45 @@ def test_seeds_that_change_nothing_are_reported(stepped: str) -> None:
     assert verified.json()["seeds_had_no_effect"] is True
     shown = repropack("verify", stepped, "--seeds", "0,1")
     assert "seeds had no effect: all 2 seeds gave exactly the same metrics" in shown.stdout
+
+
+FLAGS = """\
+import argparse, json, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--factor", type=float)
+parser.add_argument("--label")
+parser.add_argument("--output")
+args = parser.parse_args()
+json.dump({"mean": 6.0, "product": 2.0 * args.factor}, open(os.path.join(args.output, "metrics.json"), "w"))
+print("label", args.label)
+"""
+
+
+def test_params_vary_a_flag_driven_script_by_set_and_sweep(tmp_path: Path, base_image: str) -> None:
+    experiment = new_experiment(tmp_path / "flags", name="flags", train_py=FLAGS)
+    text = experiment.spec.read_text()
+    one = "  train: python train.py --config {config} --data {datasets.points} --output {output} --seed {seed}"
+    experiment.spec.write_text(
+        text.replace(
+            one, "  train: python train.py --factor {params.factor} --label {params.label} --output {output}"
+        ).replace("commands:\n", "params:\n  factor: 1.5\n  label: base\ncommands:\n")
+    )
+    experiment.commit("params")
+    tag = str(experiment.build("flags")["tag"])
+    out = tmp_path / "out"
+    default = repropack("run", tag, "--output", str(out / "a"), "--json")
+    assert default.code == 0, default.stderr
+    assert json.loads((out / "a" / "metrics.json").read_text())["product"] == 3.0
+    changed = repropack("run", tag, "--set", "factor=4", "--set", "label=x", "--output", str(out / "b"))
+    assert changed.code == 0, changed.stderr
+    assert json.loads((out / "b" / "metrics.json").read_text())["product"] == 8.0
+    run = json.loads((out / "b" / "run.json").read_text())
+    assert run["params"] == {"factor": 4, "label": "x"} and run["overrides"] == {"factor": 4, "label": "x"}
+    bad = repropack("run", tag, "--set", "factor=big", "--output", str(out / "c"))
+    assert bad.code == 2 and "factor in the spec's params is a number (1.5), not text" in bad.stderr
+    swept = repropack("run", tag, "--sweep", "factor=1,2", "--group", "flagged", "--output", str(out / "d"))
+    assert swept.code == 0, swept.stderr
+    listed = json.loads(repropack("runs", "--group", "flagged", "--json").stdout)
+    assert sorted((r["overrides"]["factor"], r["metrics"]["product"]) for r in listed) == [(1, 2.0), (2, 4.0)]
+    code, logs = run_container(tag, tmp_path / "direct", "train", "--set", "label=inside")
+    assert code == 0 and "label inside" in logs  # the image's own entrypoint takes them too
