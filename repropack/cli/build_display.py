@@ -21,6 +21,7 @@ PHASES = {
     "wheels": "downloading the locked wheels",
     "environment": "building the environment image (the locked packages; reused until the lock changes)",
     "image": "building the image",
+    "test": "running the experiment's tests in the new image (commands.test; --no-test skips them)",
 }
 
 

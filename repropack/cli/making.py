@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -110,6 +111,24 @@ def freeze_command(
     print(f"wrote {', '.join(result.files)} to {output} (manifest sha256:{result.manifest_digest})")
 
 
+def _test_runner(quiet: bool) -> Callable[[str], None]:
+    """Runs the new image's ``test`` command as ``repropack run`` would (sandboxed, a scratch output)."""
+
+    def run_tests(image_id: str) -> None:
+        from repropack.engine.client import Engine
+        from repropack.image.embedded import load_image_manifest
+        from repropack.run.local import RunRequest, run_image
+        from repropack.run.local import quiet as quiet_lines
+        from repropack.run.output_folder import scratch_folder
+
+        engine = Engine.connect()
+        with scratch_folder("repropack-test-") as scratch:
+            run_image(engine, load_image_manifest(engine, image_id), RunRequest(command="test"), scratch,
+                      quiet_lines if quiet else say)  # fmt: skip
+
+    return run_tests
+
+
 def _ignore_interrupts() -> None:
     """From here on the command finishes what it started: Ctrl-C (SIGINT) no longer stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -124,6 +143,9 @@ def build(
     allow_secret: SecretOpt = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show the Docker engine's own output as it comes.")
+    ] = False,
+    no_test: Annotated[
+        bool, typer.Option("--no-test", help="Do not run commands.test in the new image (the manifest says so).")
     ] = False,
 ) -> None:
     """Freeze the experiment and build its image on the Docker engine."""
@@ -158,6 +180,7 @@ def build(
             before_tag=_ignore_interrupts,
             on_phase=on_phase,
             on_wheels=display.on_wheels,
+            test_image=None if no_test else _test_runner(quiet),
         )
     except ReproError as exc:
         display.close()

@@ -80,6 +80,7 @@ def build_image(
     before_tag: Callable[[], None] = lambda: None,
     on_phase: Callable[[str], None] = lambda name: None,
     on_wheels: WheelProgress | None = None,
+    test_image: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Freeze and build; ``on_progress(bytes hashed, bytes to hash)`` follows the hashing of the datasets.
 
@@ -104,7 +105,8 @@ def build_image(
         on_progress=on_progress,
         allowed_secrets=allowed_secrets,
     )
-    sealed = seal_frozen(frozen)
+    testing = test_image is not None and "test" in spec.commands
+    sealed = seal_frozen(frozen, tests_at_build=testing)
     dockerfiles = render_dockerfiles(sealed)
     if engine is None:
         assert unreachable is not None
@@ -123,6 +125,14 @@ def build_image(
         write_image_context(sealed, dockerfiles.image, context)
         context.seek(0)
         image_id = engine.build(context, {"org.opencontainers.image.created": created}, on_line)
+    if testing and test_image is not None:
+        on_phase("test")
+        try:
+            test_image(image_id)  # the experiment's own tests, in the new image: a failure leaves no tag
+        except BaseException:
+            if not engine.inspect(image_id).get("RepoTags"):  # never an image a tag still names
+                engine.remove_image(image_id)
+            raise
     final_tag = tag or default_tag(frozen)
     before_tag()
     engine.tag(image_id, final_tag)
@@ -137,7 +147,7 @@ def seed_warnings(frozen: Frozen) -> list[str]:
     unseeded = [
         name
         for name, given in sorted(frozen.spec.commands.items())
-        if not any("{seed}" in step for step in (given if isinstance(given, list) else [given]))
+        if name != "test" and not any("{seed}" in step for step in (given if isinstance(given, list) else [given]))
     ]
     return [
         f"warning: the command '{name}' takes no {{seed}} and its code never reads REPRO_SEED: --seed reaches it "

@@ -32,6 +32,7 @@ def build_manifest(
     base: ResolvedBase,
     config: FrozenConfig | None,
     datasets: dict[str, FrozenDataset],
+    tests_at_build: bool = True,
 ) -> dict[str, Any]:
     code_files = {f.path: FileDigest(f.sha256, len(f.data)) for f in code.files}
     return {
@@ -71,6 +72,8 @@ def build_manifest(
         "datasets_sha256": datasets_digest(datasets),
         "commands": dict(spec.commands),
         "params": dict(sorted(spec.params.items())),
+        # commands.test runs in the new image before it is tagged, unless `build --no-test`
+        "tests": {"command": "test", "at_build": tests_at_build} if "test" in spec.commands else None,
         "metrics": {
             "file": spec.metrics.file,
             "stdout": dict(spec.metrics.stdout),
@@ -123,9 +126,11 @@ class Sealed(Frozen):
     digest: str
 
 
-def seal_frozen(frozen: Frozen) -> Sealed:
+def seal_frozen(frozen: Frozen, *, tests_at_build: bool = True) -> Sealed:
     """The one place a build seals its manifest."""
-    document = build_manifest(frozen.spec, frozen.code, frozen.lock, frozen.base, frozen.config, frozen.datasets)
+    document = build_manifest(
+        frozen.spec, frozen.code, frozen.lock, frozen.base, frozen.config, frozen.datasets, tests_at_build
+    )
     data, digest = seal(document)
     facts = {f.name: getattr(frozen, f.name) for f in fields(Frozen)}
     return Sealed(**facts, manifest=document, manifest_bytes=data, digest=digest)

@@ -102,6 +102,11 @@ class RuntimeRecord(TypedDict):
     files: dict[str, str]  # path in the runtime folder -> sha256
 
 
+class TestsRecord(TypedDict):
+    command: str  # the command that runs the experiment's own tests
+    at_build: bool  # run in the new image before it was tagged (false: built with --no-test)
+
+
 class ManifestBody(TypedDict):
     """The manifest as built, before it is sealed with its own digest."""
 
@@ -116,6 +121,7 @@ class ManifestBody(TypedDict):
     datasets_sha256: str
     commands: dict[str, str | list[str]]  # a list: steps run in order
     params: dict[str, Any]  # NAME -> default ({params.NAME} in commands; --set NAME=VALUE)
+    tests: TestsRecord | None
     metrics: MetricsRecord
     layout: LayoutRecord
     runtime: RuntimeRecord

@@ -146,3 +146,31 @@ def test_params_vary_a_flag_driven_script_by_set_and_sweep(tmp_path: Path, base_
     assert sorted((r["overrides"]["factor"], r["metrics"]["product"]) for r in listed) == [(1, 2.0), (2, 4.0)]
     code, logs = run_container(tag, tmp_path / "direct", "train", "--set", "label=inside")
     assert code == 0 and "label inside" in logs  # the image's own entrypoint takes them too
+
+
+def test_the_experiments_tests_run_in_the_new_image_before_it_is_tagged(tmp_path: Path, base_image: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    experiment = new_experiment(
+        tmp_path / "tested", name="tested", files={"check.py": b"import sys\nprint('tests: ok')\nsys.exit(0)\n"}
+    )
+    text = experiment.spec.read_text().replace("commands:\n", "commands:\n  test: python check.py\n")
+    experiment.spec.write_text(text)
+    experiment.commit("tests")
+    built = experiment.build("tested")
+    manifest = json.loads(repropack("inspect", str(built["tag"]), "--json").stdout)
+    assert manifest["tests"] == {"command": "test", "at_build": True}
+    code, logs = run_container(str(built["tag"]), tmp_path / "direct", "test")
+    assert code == 0 and "tests: ok" in logs  # docker run IMAGE test runs them too
+
+    (experiment.folder / "check.py").write_text("import sys\nprint('tests: 1 failed')\nsys.exit(1)\n")
+    experiment.commit("a failing test")
+    failing = experiment.tag("failing")
+    refused = repropack("build", str(experiment.spec), "--json", "--tag", failing)
+    assert refused.code == 4, refused.stdout + refused.stderr
+    assert "The command 'test' failed" in refused.stderr and "tests: 1 failed" in refused.stderr
+    assert not [image for image in client.images.list() if failing in image.tags]  # no tag, nothing left named
+    skipped = experiment.build("skipped", "--no-test")
+    manifest = json.loads(repropack("inspect", str(skipped["tag"]), "--json").stdout)
+    assert manifest["tests"] == {"command": "test", "at_build": False}  # the manifest says they were skipped
