@@ -48,6 +48,10 @@ def manifest_command(
     target: Annotated[str, typer.Argument(metavar="IMAGE_OR_REF", help="A local image or a registry reference.")],
     fmt: Annotated[str, typer.Option("--format", metavar="json|markdown|latex", help="Output format.")] = "json",
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE.")] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", metavar="RUN_JSON", help="Also carry this original run's artifact digests (run.json)."),
+    ] = None,
 ) -> None:
     """The paper manifest: the published reference, what was frozen, and the command that verifies it."""
     from repropack.engine.client import Engine
@@ -58,10 +62,11 @@ def manifest_command(
 
     if fmt not in FORMATS:
         raise BadInput(f"--format is one of {', '.join(FORMATS)}, not '{fmt}'.")
+    original = _run_json(run) if run is not None else None
     engine = Engine.connect()
     resolved = resolve_target(engine, target)
     loaded = load_image_manifest(engine, resolved.image)
-    data = render(build_paper(loaded.manifest, loaded.image_id, resolved.reference), fmt)
+    data = render(build_paper(loaded.manifest, loaded.image_id, resolved.reference, original), fmt)
     if output is None:
         sys.stdout.buffer.write(data)
         return
@@ -84,3 +89,19 @@ def inspect(
         print_json(loaded.manifest)
     else:
         print(render_manifest_summary(loaded.manifest, loaded.image_id))
+
+
+def _run_json(path: Path) -> dict[str, object]:
+    import json
+
+    try:
+        found = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise BadInput(f"--run {path}: cannot be read ({exc.strerror}).") from None
+    except ValueError as exc:
+        raise BadInput(f"--run {path}: not JSON ({exc}).", hint="Give the run.json a run wrote.") from None
+    if not isinstance(found, dict) or found.get("schema") != "repropack.run/v1":
+        raise BadInput(
+            f"--run {path} is not a run.json (schema repropack.run/v1).", hint="Give the run.json a run wrote."
+        )
+    return found

@@ -44,6 +44,11 @@ def render_verify_report(report: dict[str, Any]) -> str:
                 + (f" {_number(m.get('std')):>10}" if several else "")
                 + f"  {'ok' if m['passed'] else 'FAIL'}"
             )
+    if report.get("artifacts"):
+        lines.append("artifacts (exact, as the paper's original run made them)")
+        for path, a in report["artifacts"].items():
+            got = ", ".join(f"sha256:{d[:12]}" if d else "missing" for d in a["actual"]) or "not run"
+            lines.append(f"  {'ok  ' if a['passed'] else 'FAIL'} {path}: sha256:{a['expected'][:12]} -> {got}")
     if report.get("seeds_had_no_effect"):
         lines.append(
             f"note      seeds had no effect: all {len(report.get('runs', []))} seeds gave exactly the same metrics"

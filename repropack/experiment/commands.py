@@ -154,6 +154,28 @@ def check_params(check: Checker, raw: dict[str, Any]) -> dict[str, str | int | f
     return dict(sorted(found.items()))
 
 
+def check_artifacts(check: Checker, raw: dict[str, Any]) -> tuple[str, ...]:
+    """``artifacts: [PATH, ...]``: files a command makes, relative to its working folder (the copy of the
+    code) or to the output folder, globs allowed; each is hashed after the run and recorded in run.json."""
+    if raw.get("artifacts") is None:
+        return ()
+    if not isinstance(raw["artifacts"], list):
+        check.problem(("artifacts",), "a list of paths, for example artifacts: [data/train.bin, model.pt]")
+        return ()
+    found = []
+    for number, item in enumerate(raw["artifacts"]):
+        where = ("artifacts", str(number))
+        text = check.text(item, where)
+        if text is None:
+            continue
+        pure = PurePosixPath(text)
+        if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in text:
+            check.problem(where, f"'{text}' must be a path inside the working or output folder, like data/train.bin")
+            continue
+        found.append(text)
+    return tuple(sorted(set(found)))
+
+
 def check_metrics(check: Checker, raw: dict[str, Any]) -> Metrics:
     if "metrics" not in raw or raw["metrics"] is None:
         return Metrics(file=None)

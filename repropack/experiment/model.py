@@ -20,6 +20,7 @@ TOP_KEYS = (
     "datasets",
     "params",
     "commands",
+    "artifacts",
     "metrics",
     "gpu",
 )
@@ -87,6 +88,7 @@ class Spec:
     metrics: Metrics
     gpu: str
     params: dict[str, str | int | float | bool] = field(default_factory=dict)  # {params.NAME}, --set NAME=
+    artifacts: tuple[str, ...] = ()  # files a command makes (globs; working folder or output), hashed per run
 
     @property
     def root(self) -> Path:

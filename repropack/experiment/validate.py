@@ -8,7 +8,7 @@ from typing import Any
 
 from repropack.errors import SpecError
 from repropack.experiment.checker import Checker, kind
-from repropack.experiment.commands import check_commands, check_metrics, check_params
+from repropack.experiment.commands import check_artifacts, check_commands, check_metrics, check_params
 from repropack.experiment.model import (
     DATASET_KEYS,
     DIGEST_REFERENCE,
@@ -75,6 +75,7 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
         check, raw, datasets, has_config="config" in raw, declared=declared | {f"params.{name}" for name in params}
     )
     metrics = check_metrics(check, raw)
+    artifacts = check_artifacts(check, raw)
 
     if check.problems:
         raise SpecError(source, check.problems)
@@ -93,6 +94,7 @@ def validate(doc: Located, spec_path: Path, *, lockfile_may_be_missing: bool = F
         metrics=metrics,
         gpu=gpu,
         params=params,
+        artifacts=artifacts,
     )
 
 

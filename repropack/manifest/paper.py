@@ -21,9 +21,18 @@ IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 
-def build_paper(manifest: Manifest, image_id: str, reference: str | None) -> dict[str, Any]:
+def build_paper(
+    manifest: Manifest, image_id: str, reference: str | None, run: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The paper manifest; with ``run`` (an original run's run.json, of this very image), also that run's
+    command, seed and artifact digests, which `verify` then compares exactly."""
+    if run is not None and run.get("manifest_sha256") != manifest["sha256"]:
+        raise BadInput(
+            "The run.json given with --run is not a run of this image (its manifest_sha256 differs).",
+            hint="Give the run.json that this image's run wrote into its output folder.",
+        )
     target = reference or image_id
-    return {
+    paper = {
         "schema": SCHEMA,
         "image": {"reference": reference, "id": image_id},
         "experiment": manifest["experiment"]["name"],
@@ -31,6 +40,15 @@ def build_paper(manifest: Manifest, image_id: str, reference: str | None) -> dic
         "verify": f"repropack verify {target}",
         "manifest": manifest,
     }
+    if run is not None:
+        given = run.get("artifacts")
+        artifacts: dict[str, Any] = given if isinstance(given, dict) else {}
+        paper["run"] = {
+            "command": str(run.get("command")),
+            "seed": run.get("seed"),
+            "artifacts": {str(k): str(v) for k, v in sorted(artifacts.items())},
+        }
+    return paper
 
 
 def summarize(manifest: Manifest) -> dict[str, Any]:
@@ -143,6 +161,8 @@ def _rows(paper: dict[str, Any]) -> list[Row]:
         for name, given in s["commands"].items()
     ]
     rows += [(f"Expected {name}", f"{spec['value']:g} {_tolerance(spec)}", "") for name, spec in s["expected"].items()]
+    run = paper.get("run") or {}
+    rows += [(f"Artifact {path}", f"sha256:{digest}", "") for path, digest in (run.get("artifacts") or {}).items()]
     rows.append(("Manifest", f"sha256:{s['manifest_sha256']}", ""))
     return rows
 

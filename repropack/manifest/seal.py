@@ -72,6 +72,7 @@ def build_manifest(
         "datasets_sha256": datasets_digest(datasets),
         "commands": dict(spec.commands),
         "params": dict(sorted(spec.params.items())),
+        "artifacts": list(spec.artifacts),
         # commands.test runs in the new image before it is tagged, unless `build --no-test`
         "tests": {"command": "test", "at_build": tests_at_build} if "test" in spec.commands else None,
         "metrics": {

@@ -247,6 +247,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
     print(f"repropack: running '{options['command']}' on {device} with seed {options['seed']}", flush=True)
     started, clock = now(), time.monotonic()
     result = command.run_steps(steps, env, work, options["timeout"], manifest["metrics"]["stdout"], user)
+    artifacts, unmatched = outputs.hash_artifacts(manifest["artifacts"], work, output)
     shutil.rmtree(os.path.dirname(work), ignore_errors=True)
     duration = round(time.monotonic() - clock, 3)
     metrics, problems = (
@@ -284,6 +285,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
         "code_commit": manifest["code"]["commit"],
         "metrics": metrics,
         "metric_problems": problems,
+        "artifacts": artifacts,
         "output_tail": result["tail"],
     }
     promised = manifest["metrics"]["expected"] if options["command"] != "test" else {}  # tests make no metrics
@@ -298,7 +300,7 @@ def execute(manifest: records.Manifest, argv: list[str]) -> int:
         step = result["failed_step"]
         at = f" at step {step} of {len(steps)} ({shlex.join(steps[step - 1])})" if step else ""
         raise Stop(4, f"repropack: the command '{options['command']}' {status}{at}; its output is above.")
-    for problem in problems:
+    for problem in problems + unmatched:
         print(f"repropack: warning: {problem}", file=sys.stderr)
     if missing:
         source = manifest["metrics"].get("file") or "a metrics.stdout pattern"

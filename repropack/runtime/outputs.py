@@ -167,3 +167,31 @@ def write_termination(
             handle.write(text)
     except OSError:
         pass  # the message is a convenience: the exit code still reaches the cluster
+
+
+def hash_artifacts(patterns: list[str], work: str, output: str) -> tuple[dict[str, str], list[str]]:
+    """The sha256 of every regular file each pattern (a glob) matches in the working folder (``code/PATH``)
+    or the output folder (``output/PATH``); a pattern that matches nothing is a problem to report."""
+    import glob
+    import hashlib
+
+    found: dict[str, str] = {}
+    problems = []
+    for pattern in patterns:
+        matched = False
+        for prefix, base in (("code", work), ("output", output)):
+            for path in sorted(glob.glob(os.path.join(glob.escape(base), pattern), recursive=True)):
+                try:
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue  # links, folders, FIFOs: not an artifact's bytes
+                    digest = hashlib.sha256()
+                    with open(path, "rb") as handle:
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(block)
+                except OSError:
+                    continue
+                found[f"{prefix}/{os.path.relpath(path, base)}"] = digest.hexdigest()
+                matched = True
+        if not matched:
+            problems.append(f"artifact '{pattern}' matched no file in the working folder or the output")
+    return dict(sorted(found.items())), problems

@@ -122,6 +122,7 @@ class ManifestBody(TypedDict):
     commands: dict[str, str | list[str]]  # a list: steps run in order
     params: dict[str, Any]  # NAME -> default ({params.NAME} in commands; --set NAME=VALUE)
     tests: TestsRecord | None
+    artifacts: list[str]  # paths (globs) a command makes, in its working folder or the output, hashed per run
     metrics: MetricsRecord
     layout: LayoutRecord
     runtime: RuntimeRecord

@@ -68,6 +68,19 @@ def compare_metrics(expected: dict[str, Any], actual: dict[str, float]) -> dict[
     return results
 
 
+def compare_artifacts(expected: dict[str, str], records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per artifact of the paper's original run: its sha256 and each run's; exact, in every run."""
+    results = {}
+    for path, digest in sorted(expected.items()):
+        actual = [(record.get("artifacts") or {}).get(path) for record in records]
+        results[path] = {
+            "expected": digest,
+            "actual": actual,
+            "passed": bool(actual) and all(a == digest for a in actual),
+        }
+    return results
+
+
 def aggregate(runs: list[dict[str, float]], names: list[str]) -> tuple[dict[str, float], dict[str, Any]]:
     """Means over the runs of each metric, and per metric its values and standard deviation."""
     means: dict[str, float] = {}
@@ -123,7 +136,8 @@ def verify_target(
     }
     if not all(check.passed for check in checks):
         return report
-    command = options.command or default_command(manifest, ("evaluate", "train"))
+    original = (resolved.paper or {}).get("run") or {}
+    command = options.command or original.get("command") or default_command(manifest, ("evaluate", "train"))
     report["command"] = command
     seeds: list[int | None] = list(options.seeds) or [None]
     runs: list[dict[str, Any]] = []
@@ -180,6 +194,8 @@ def verify_target(
     report["run_ids"] = [run["run_id"] for run in runs if run["run_id"]]
     report["group"] = options.group
     report["run"] = {key: runs[0]["record"].get(key) for key in RUN_FIELDS}
+    report["artifacts"] = compare_artifacts(original.get("artifacts") or {}, [run["record"] for run in runs])
     every_seed = all(task["state"] == "succeeded" for task in report.get("tasks", []))  # --on: all must report
-    report["reproduced"] = every_seed and all(m["passed"] for m in metrics.values())
+    same_files = all(a["passed"] for a in report["artifacts"].values())
+    report["reproduced"] = every_seed and same_files and all(m["passed"] for m in metrics.values())
     return report

@@ -47,6 +47,7 @@ def stepped(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterat
         text.replace(
             one, "  train:\n    - python prepare.py {datasets.points}\n    - python train.py --output {output}"
         )
+        + "artifacts:\n  - prepared.txt\n"
     )
     experiment.commit("steps")
     yield str(experiment.build("stepped")["tag"])
@@ -174,3 +175,24 @@ def test_the_experiments_tests_run_in_the_new_image_before_it_is_tagged(tmp_path
     skipped = experiment.build("skipped", "--no-test")
     manifest = json.loads(repropack("inspect", str(skipped["tag"]), "--json").stdout)
     assert manifest["tests"] == {"command": "test", "at_build": False}  # the manifest says they were skipped
+
+
+def test_an_artifact_of_the_original_run_is_compared_exactly(stepped: str, tmp_path: Path) -> None:
+    import hashlib
+
+    code, logs = run_container(stepped, tmp_path / "original", "train")
+    assert code == 0, logs
+    run = json.loads((tmp_path / "original" / "run.json").read_text())
+    assert run["artifacts"] == {"code/prepared.txt": hashlib.sha256(b"22.0").hexdigest()}
+    paper = tmp_path / "paper.json"
+    written = repropack("manifest", stepped, "--run", str(tmp_path / "original" / "run.json"), "--output", str(paper))
+    assert written.code == 0, written.stderr
+    assert json.loads(paper.read_text())["run"]["artifacts"] == run["artifacts"]
+    verified = repropack("verify", str(paper), "--json")
+    assert verified.code == 0, verified.stdout + verified.stderr
+    assert verified.json()["artifacts"]["code/prepared.txt"]["passed"] is True
+    claimed = json.loads(paper.read_text())
+    claimed["run"]["artifacts"]["code/prepared.txt"] = "0" * 64  # a paper whose intermediate data differs
+    paper.write_text(json.dumps(claimed))
+    differs = repropack("verify", str(paper))
+    assert differs.code == 1 and "FAIL code/prepared.txt" in differs.stdout and "NOT REPRODUCED" in differs.stdout

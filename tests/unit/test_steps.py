@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from unit_factories import MakeExperiment
@@ -123,3 +124,38 @@ def test_a_command_the_seed_cannot_reach_is_warned_about_at_build(
     experiment.write("train.py", "import os\nseed = int(os.environ['REPRO_SEED'])\n")
     experiment.commit()
     assert seed_warnings(freeze(experiment.load(), allow_dirty=False, engine=None, lock_missing_to=lock)) == []
+
+
+def test_artifacts_are_hashed_where_the_command_made_them(tmp_path: Path) -> None:
+    import hashlib
+
+    work, output = tmp_path / "work", tmp_path / "output"
+    (work / "data").mkdir(parents=True)
+    output.mkdir()
+    (work / "data" / "train.bin").write_bytes(b"prepared")
+    (output / "model.pt").write_bytes(b"weights")
+    (output / "link.pt").symlink_to(output / "model.pt")
+    found, problems = ep.outputs.hash_artifacts(["data/*.bin", "*.pt", "never/*"], str(work), str(output))
+    assert found == {
+        "code/data/train.bin": hashlib.sha256(b"prepared").hexdigest(),
+        "output/model.pt": hashlib.sha256(b"weights").hexdigest(),  # the link is not an artifact's bytes
+    }
+    assert problems == ["artifact 'never/*' matched no file in the working folder or the output"]
+
+
+def test_verify_compares_the_original_runs_artifacts_exactly() -> None:
+    from repropack.verify.reproduce import compare_artifacts
+
+    same = compare_artifacts({"code/a": "1"}, [{"artifacts": {"code/a": "1"}}, {"artifacts": {"code/a": "1"}}])
+    assert same == {"code/a": {"expected": "1", "actual": ["1", "1"], "passed": True}}
+    differs = compare_artifacts({"code/a": "1"}, [{"artifacts": {"code/a": "1"}}, {"artifacts": {}}])
+    assert differs["code/a"]["passed"] is False and differs["code/a"]["actual"] == ["1", None]
+
+
+def test_a_run_of_another_image_is_refused_for_the_paper() -> None:
+    from repropack.errors import BadInput
+    from repropack.manifest.paper import build_paper
+
+    manifest: Any = {"sha256": "a" * 64, "experiment": {"name": "x"}}
+    with pytest.raises(BadInput, match="not a run of this image"):
+        build_paper(manifest, "sha256:" + "b" * 64, None, {"manifest_sha256": "c" * 64})
