@@ -7,6 +7,7 @@ own dev venv, the module is skipped rather than failing at import.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from digits_mlp.device import pick_device  # noqa: E402
 from digits_mlp.model import DigitsMLP  # noqa: E402
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent
-DATA = RECIPE_DIR / "data" / "digits.csv.gz"
-SHIPPED_WEIGHTS = RECIPE_DIR / "weights" / "model.pt"
+# Inside the image (commands.test) the data and weights are the shipped datasets, not files of the code.
+DATA = Path(os.environ.get("REPRO_DATA_DIGITS") or RECIPE_DIR / "data" / "digits.csv.gz")
+SHIPPED_WEIGHTS = Path(os.environ.get("REPRO_DATA_WEIGHTS") or RECIPE_DIR / "weights" / "model.pt")
+CONFIG = Path(os.environ.get("REPRO_CONFIG") or RECIPE_DIR / "config.json")
 LIMIT = 100
 TINY = {"hidden_size": 16, "epochs": 2, "batch_size": 16, "learning_rate": 0.01, "test_fraction": 0.2}
 
@@ -113,7 +116,7 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
     path.write_text(json.dumps({"hiden_size": 3}), encoding="utf-8")
     with pytest.raises(ValueError, match="unknown config keys"):
         load_config(path)
-    assert load_config(RECIPE_DIR / "config.json").hidden_size == Config().hidden_size
+    assert load_config(CONFIG).hidden_size == Config().hidden_size
 
 
 def test_pick_device_honours_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +165,7 @@ def expected_metrics() -> dict[str, float]:
 
 def test_shipped_weights_match_experiment_yaml(tmp_path: Path) -> None:
     """The committed weights, scored on the full test split, give the values experiment.yaml expects."""
-    argv = cli(config=RECIPE_DIR / "config.json", data=DATA, weights=SHIPPED_WEIGHTS, output=tmp_path)
+    argv = cli(config=CONFIG, data=DATA, weights=SHIPPED_WEIGHTS, output=tmp_path)
     assert evaluate.main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     expected = expected_metrics()

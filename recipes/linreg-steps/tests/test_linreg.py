@@ -11,11 +11,15 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from linreg.prepare import prepare, read_points
-from linreg.train import fit, mse
-
 RECIPE = Path(__file__).resolve().parent.parent
-SLICE = read_points(str(RECIPE / "data" / "points.csv"))[:12]
+sys.path.insert(0, str(RECIPE))  # `python -m unittest discover -s tests` starts in tests/
+
+from linreg.prepare import prepare, read_points  # noqa: E402
+from linreg.train import fit, mse  # noqa: E402
+
+# In the image the data is the shipped dataset (REPRO_DATA_POINTS), not a file of the code.
+POINTS = os.environ.get("REPRO_DATA_POINTS") or str(RECIPE / "data" / "points.csv")
+SLICE = read_points(POINTS)[:12]
 
 
 class PrepareTests(unittest.TestCase):
