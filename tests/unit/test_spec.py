@@ -99,7 +99,7 @@ def test_the_recipe_spec_is_valid() -> None:
         pytest.skip("recipe not present")
     spec = load_spec(recipe)
     assert spec.name == "digits-mlp"
-    assert set(spec.commands) == {"train", "evaluate"}
+    assert set(spec.commands) == {"train", "evaluate", "test"}
     assert set(spec.datasets) == {"digits", "weights"}
 
 
