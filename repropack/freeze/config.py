@@ -18,6 +18,7 @@ from repropack.runtime import layout
 class FrozenConfig:
     name: str
     text: str
+    values: dict[str, Any] | None = None  # a YAML config's mapping, as JSON: what --set changes in the image
 
     @property
     def data(self) -> bytes:
@@ -33,6 +34,7 @@ class FrozenConfig:
             "path": self.target,
             "sha256": hashlib.sha256(self.data).hexdigest(),
             "content": self.text,
+            "values": self.values,
         }
 
 
@@ -43,8 +45,22 @@ def freeze_config(path: Path) -> FrozenConfig:
     if suffix == ".json":
         _check_json(text, path.name)
     elif suffix in (".yaml", ".yml"):
-        check_syntax(text, path.name)  # only the syntax: the experiment's own loader reads the values
+        check_syntax(text, path.name)  # the syntax; the experiment's own loader reads the values
+        return FrozenConfig(name=path.name, text=text, values=_yaml_values(text))
     return FrozenConfig(name=path.name, text=text)
+
+
+def _yaml_values(text: str) -> dict[str, Any] | None:
+    """The YAML config as JSON values (the image's runtime has no YAML parser): a mapping whose values JSON
+    can hold, or None (then --set refuses to change it)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(text)
+        json.dumps(values, allow_nan=False)
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
+    return values if isinstance(values, dict) and all(isinstance(key, str) for key in values) else None
 
 
 def _check_json(text: str, name: str) -> None:

@@ -15,7 +15,7 @@ from repropack.engine.types import OPEN, Mount, OutputCap, Sandbox
 from repropack.errors import BadInput, CommandFailed, EnvironmentProblem, NotReproduced, ReproError
 from repropack.image.embedded import ImageManifest
 from repropack.run.output_folder import read_record
-from repropack.runtime.command import typed_value
+from repropack.runtime.command import config_values, typed_value
 from repropack.runtime.records import Manifest
 
 RUNTIME_ERRORS: dict[int, type[ReproError]] = {
@@ -159,17 +159,15 @@ def check_sets(manifest: Manifest, items: tuple[str, ...]) -> None:
     if not pairs:
         return
     config = manifest.get("config")
-    if not config or not str(config.get("file", "")).endswith(".json"):
+    if config_values(config) is None:
         raise BadInput(
             f"--set {pairs[0][0]}: the experiment has no parameter of that name"
             + (f" (it has: {', '.join(sorted(defaults))})" if defaults else "")
-            + ", and no JSON config to change.",
-            hint="Drop --set, or give the experiment a config.json.",
+            + ", and no JSON or YAML config to change.",
+            hint="Drop --set, or give the experiment a config (JSON, or YAML holding a mapping).",
         )
-    try:
-        data = json.loads(config["content"])
-    except (KeyError, TypeError, ValueError):
-        return  # not ours to judge here: the image's runtime reports it
+    data = config_values(config)
+    assert config is not None
     for key, raw in pairs:
         node: Any = data
         *sections, last = key.split(".")

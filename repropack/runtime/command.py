@@ -73,6 +73,18 @@ def typed_value(key: str, raw: str, old: Any, file: str) -> Any:
     return value
 
 
+def config_values(config: Any) -> Any:
+    """The config's values --set may change: a JSON config's, or a YAML config's mapping (frozen as JSON
+    values, since the runtime has no YAML parser); None when there are none. The changed config is written
+    as JSON, which YAML reads too."""
+    if not config:
+        return None
+    if config["file"].endswith(".json"):
+        return json.loads(config["content"])
+    values = config.get("values")
+    return json.loads(json.dumps(values)) if isinstance(values, dict) else None
+
+
 def split_sets(manifest: Manifest, sets: list[str]) -> tuple[dict[str, Any], list[str]]:
     """``--set`` items that name a parameter (its value typed like its default), and the rest (config keys)."""
     defaults = manifest.get("params") or {}
@@ -97,9 +109,9 @@ def apply_overrides(manifest: Manifest, sets: list[str], output: str) -> tuple[s
     sets = split_sets(manifest, sets)[1]
     if not sets:
         return (config["path"] if config else None), {}
-    if not config or not config["file"].endswith(".json"):
-        raise Stop(2, "--set changes values in the experiment's JSON config, and this experiment has none.")
-    data = json.loads(config["content"])
+    data = config_values(config)
+    if data is None or config is None:
+        raise Stop(2, "--set changes values in the experiment's JSON or YAML config, and this experiment has none.")
     applied: dict[str, Any] = {}
     for item in sets:
         key, raw = item.split("=", 1)

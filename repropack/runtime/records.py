@@ -63,6 +63,7 @@ class ConfigRecord(TypedDict):
     path: str
     sha256: str
     content: str
+    values: dict[str, Any] | None  # a YAML config's mapping as JSON (for --set); None for a JSON config
 
 
 class DatasetRecord(TypedDict):

@@ -196,3 +196,17 @@ def test_an_artifact_of_the_original_run_is_compared_exactly(stepped: str, tmp_p
     paper.write_text(json.dumps(claimed))
     differs = repropack("verify", str(paper))
     assert differs.code == 1 and "FAIL code/prepared.txt" in differs.stdout and "NOT REPRODUCED" in differs.stdout
+
+
+def test_a_yaml_config_takes_set(tmp_path: Path, base_image: str) -> None:
+    experiment = new_experiment(tmp_path / "yamlcfg", name="yamlcfg")
+    (experiment.folder / "config.json").unlink()
+    (experiment.folder / "config.yaml").write_text('# YAML in flow style\n{"scale": 2.0, "crash": false}\n')
+    experiment.spec.write_text(experiment.spec.read_text().replace("config: config.json", "config: config.yaml"))
+    experiment.commit("a YAML config")
+    tag = str(experiment.build("yamlcfg")["tag"])
+    changed = repropack("run", tag, "--set", "scale=3", "--output", str(tmp_path / "out"))
+    assert changed.code == 0, changed.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["mean"] == 9.0
+    typed = repropack("run", tag, "--set", "scale=big", "--output", str(tmp_path / "bad"))
+    assert typed.code == 2 and "scale in config.yaml is a number (2.0), not text" in typed.stderr

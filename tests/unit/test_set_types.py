@@ -55,3 +55,28 @@ def test_the_host_refuses_it_before_anything_runs() -> None:
     check_sets(manifest, ("epochs=7", "opt.beta=0.5"))
     with pytest.raises(BadInput, match=r"--set epochs=five: epochs in config.json is a whole number \(5\), not text"):
         check_sets(manifest, ("epochs=five",))
+
+
+def test_a_yaml_config_takes_set_like_a_json_one(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from repropack.freeze.config import freeze_config
+    from tests.unit.test_runtime_entrypoint import load_entrypoint
+
+    ep = load_entrypoint()
+    source = Path(tmp_path) / "config.yaml"
+    source.write_text("# hyper-parameters\nepochs: 5\nmodel:\n  hidden: 32\n  act: relu\n")
+    record = freeze_config(source).record()
+    assert record["values"] == {"epochs": 5, "model": {"hidden": 32, "act": "relu"}}
+    manifest: Any = {"config": {**record, "path": "/repro/config/config.yaml"}, "params": {}}
+    check_sets(manifest, ("epochs=7", "model.act=tanh"))
+    with pytest.raises(BadInput, match=r"epochs in config\.yaml is a whole number"):
+        check_sets(manifest, ("epochs=seven",))
+    path, applied = ep.command.apply_overrides(manifest, ["model.hidden=64"], str(tmp_path))
+    assert applied == {"model.hidden": 64} and path.endswith("config.yaml")
+    assert yaml.safe_load(Path(path).read_text()) == {"epochs": 5, "model": {"hidden": 64, "act": "relu"}}
+    dated = Path(tmp_path) / "dated.yaml"
+    dated.write_text("when: 2024-01-01\n")  # a date JSON cannot hold: no values, so --set refuses it
+    assert freeze_config(dated).record()["values"] is None
