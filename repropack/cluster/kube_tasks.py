@@ -21,11 +21,11 @@ from repropack.cluster.kubernetes import (
     write_manifests,
 )
 from repropack.cluster.status import Observed, Task
-from repropack.cluster.task_records import again, check_cluster_data, new_record, task_args
+from repropack.cluster.task_records import again, check_cluster_data, new_record, plan_tasks
 from repropack.errors import ReproError
 from repropack.files import atomic_write
 from repropack.image.embedded import ImageManifest
-from repropack.run.local import RunRequest, check_request
+from repropack.run.local import RunRequest
 from repropack.store.records import RunRecord
 from repropack.store.store import Store
 
@@ -48,13 +48,8 @@ def submit_job(
     check_cluster_data(manifest)
     folder = folder.resolve()
     volume = options.volume is not None
-    tasks = []
-    arguments = []
-    for index, request in enumerate(requests):
-        command = check_request(manifest, request)[0]
-        seed = request.seed if request.seed is not None else manifest["experiment"]["seed"]
-        arguments.append([*task_args(command, request, seed), "--output", task_output(index, volume)])
-        tasks.append({"index": index, "command": command, "seed": seed, "sets": list(request.sets)})
+    tasks = plan_tasks(manifest, requests)
+    arguments = [[*task.pop("args"), "--output", task_output(task["index"], volume)] for task in tasks]
     name = job_name(group)
     job = render_job(
         name=name,
@@ -74,9 +69,17 @@ def submit_job(
     records: list[RunRecord] = []
     try:
         for task, request in zip(tasks, requests, strict=True):
-            record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
-            record["kind"] = "verify" if kind == "verify" else "run"
-            record["description"] = f"Kubernetes index {task['index']}"
+            record = new_record(
+                image,
+                image_ref,
+                request,
+                task,
+                group,
+                gpus=options.gpus,
+                memory=options.memory,
+                kind=kind,
+                description=f"Kubernetes index {task['index']}",
+            )
             private = {
                 "cluster": {
                     "to": "kubernetes",

@@ -12,8 +12,8 @@ from repropack.cluster.status import Task
 from repropack.errors import BadInput
 from repropack.files import atomic_write
 from repropack.image.embedded import ImageManifest
-from repropack.run.local import RunRequest
-from repropack.run.recorder import default_name, now, rerun_command, typed_overrides
+from repropack.run.local import RunRequest, check_request
+from repropack.run.recorder import begun_record, default_name, now, typed_overrides
 from repropack.runtime.records import Manifest
 from repropack.store.records import RunRecord
 from repropack.store.store import Store
@@ -36,6 +36,18 @@ def check_cluster_data(manifest: Manifest) -> None:
         )
 
 
+def plan_tasks(manifest: Manifest, requests: list[RunRequest]) -> list[dict[str, Any]]:
+    """One task per request, checked against the image: its index, command, seed, --set items and the
+    image's arguments (every request is checked before anything is written)."""
+    tasks = []
+    for index, request in enumerate(requests):
+        command = check_request(manifest, request)[0]
+        seed = request.seed if request.seed is not None else manifest["experiment"]["seed"]
+        args = task_args(command, request, seed)
+        tasks.append({"index": index, "command": command, "seed": seed, "sets": list(request.sets), "args": args})
+    return tasks
+
+
 def new_record(
     image: ImageManifest,
     image_ref: str,
@@ -45,47 +57,27 @@ def new_record(
     *,
     gpus: int,
     memory: str | None,
+    kind: str,
+    description: str,
 ) -> RunRecord:
-    manifest = image.manifest
     overrides = typed_overrides(request.sets)
-    record: RunRecord = {
-        "id": uuid.uuid4().hex,
-        "name": default_name(task["command"], task["seed"], overrides),
-        "group": group,
-        "description": f"Slurm task {task['index']}",
-        "kind": "run",
-        "status": "running",
-        "image": image_ref,
-        "image_id": image.image_id,
-        "manifest_digest": f"sha256:{image.digest}",
-        "reference": image_ref if "@sha256:" in image_ref else None,
-        "experiment": manifest["experiment"]["name"],
-        "command": task["command"],
-        "argv": [],
-        "seed": task["seed"],
-        "overrides": overrides,
-        "config_sha256": None,
-        "datasets": {
+    return begun_record(
+        image,
+        command=task["command"],
+        seed=task["seed"],
+        overrides=overrides,
+        name=default_name(task["command"], task["seed"], overrides),
+        group=group,
+        description=description,
+        kind="verify" if kind == "verify" else "run",
+        image_ref=image_ref,
+        reference=image_ref if "@sha256:" in image_ref else None,
+        datasets={
             name: {"sha256": d["sha256"], "embedded": True, "as_frozen": True}
-            for name, d in sorted(manifest["datasets"].items())
+            for name, d in sorted(image.manifest["datasets"].items())
         },
-        "requirements": {"gpus": gpus > 0, "memory": memory},
-        "started": now(),
-        "ended": None,
-        "duration_s": None,
-        "exit_code": None,
-        "error": None,
-        "hardware": {},
-        "software": {},
-        "metrics": {},
-        "expected": dict(manifest["metrics"]["expected"]),
-        "history": {},
-        "outputs": [],
-        "log_sha256": None,
-        "rerun": "",
-    }
-    record["rerun"] = rerun_command(record, manifest)
-    return record
+        requirements={"gpus": gpus > 0, "memory": memory},
+    )
 
 
 def again(store: Store, task: Task, private: dict[str, Any]) -> RunRecord:

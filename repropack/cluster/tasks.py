@@ -15,11 +15,11 @@ from typing import Any
 from repropack.cluster import kube_tasks, slurm
 from repropack.cluster.slurm import SCRIPT, SlurmOptions, render_script
 from repropack.cluster.status import ENDED, Task, TaskState, collect, group_tasks, marker, observe_slurm, task_state
-from repropack.cluster.task_records import again, check_cluster_data, new_record, task_args
+from repropack.cluster.task_records import again, check_cluster_data, new_record, plan_tasks
 from repropack.errors import EnvironmentProblem, ReproError
 from repropack.files import atomic_write
 from repropack.image.embedded import ImageManifest
-from repropack.run.local import RunRequest, check_request
+from repropack.run.local import RunRequest
 from repropack.store.records import RunRecord
 from repropack.store.store import Store
 
@@ -50,7 +50,7 @@ def submit_group(
     manifest = image.manifest
     check_cluster_data(manifest)
     folder = folder.resolve()
-    commands = [check_request(manifest, request)[0] for request in requests]
+    planned = plan_tasks(manifest, requests)
     script_text = render_script(
         folder=folder,
         tasks=len(requests),
@@ -62,12 +62,10 @@ def submit_group(
         runtime=runtime,
     )
     tasks = []
-    for index, (request, command) in enumerate(zip(requests, commands, strict=True)):
-        seed = request.seed if request.seed is not None else manifest["experiment"]["seed"]
-        atomic_write(
-            folder / f"task-{index}" / "args", "".join(f"{a}\n" for a in task_args(command, request, seed)).encode()
-        )
-        tasks.append({"index": index, "command": command, "seed": seed, "sets": list(request.sets)})
+    for task in planned:
+        args = task.pop("args")
+        atomic_write(folder / f"task-{task['index']}" / "args", "".join(f"{a}\n" for a in args).encode())
+        tasks.append(task)
     script = folder / SCRIPT
     atomic_write(script, script_text.encode())
     script.chmod(0o755)
@@ -100,8 +98,17 @@ def _begin(
     manifest = image.manifest
     records = []
     for task, request in zip(tasks, requests, strict=True):
-        record = new_record(image, image_ref, request, task, group, gpus=options.gpus, memory=options.memory)
-        record["kind"] = "verify" if kind == "verify" else "run"
+        record = new_record(
+            image,
+            image_ref,
+            request,
+            task,
+            group,
+            gpus=options.gpus,
+            memory=options.memory,
+            kind=kind,
+            description=f"Slurm task {task['index']}",
+        )
         private = {
             "cluster": {
                 "to": "slurm",

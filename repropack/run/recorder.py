@@ -28,7 +28,7 @@ from repropack.image.embedded import ImageManifest
 from repropack.run.local import RunOutcome, RunRequest, check_request, execute_run, parse_data, parse_sets, quiet
 from repropack.runtime.records import Manifest
 from repropack.store.outputs import store_folder
-from repropack.store.records import DatasetUse, RunRecord, Status
+from repropack.store.records import DatasetUse, Requirements, RunRecord, Status
 from repropack.store.store import Store
 
 KILLED_EXIT_CODES = (137, 143)  # SIGKILL (docker kill, out of memory), SIGTERM
@@ -136,40 +136,20 @@ def recorded_run(
     command, _ = check_request(manifest, request)  # bad input never makes a record
     overrides = typed_overrides(request.sets)
     seed = request.seed if request.seed is not None else manifest["experiment"]["seed"]
-    record: RunRecord = {
-        "id": uuid.uuid4().hex,
-        "name": label.name or default_name(command, request.seed, overrides),
-        "group": label.group,
-        "description": label.description,
-        "kind": label.kind,  # type: ignore[typeddict-item]
-        "status": "running",
-        "image": label.image,
-        "image_id": image.image_id,
-        "manifest_digest": f"sha256:{image.digest}",
-        "reference": label.reference,
-        "experiment": manifest["experiment"]["name"],
-        "command": command,
-        "argv": [],
-        "seed": seed,
-        "overrides": overrides,
-        "config_sha256": None,
-        "datasets": _datasets(manifest, request),
-        "requirements": {"gpus": request.gpus, "memory": request.sandbox.memory},
-        "started": now(),
-        "ended": None,
-        "duration_s": None,
-        "exit_code": None,
-        "error": None,
-        "hardware": {},
-        "software": {},
-        "metrics": {},
-        "expected": dict(manifest["metrics"]["expected"]),
-        "history": {},
-        "outputs": [],
-        "log_sha256": None,
-        "rerun": "",
-    }
-    record["rerun"] = rerun_command(record, manifest)
+    record = begun_record(
+        image,
+        command=command,
+        seed=seed,
+        overrides=overrides,
+        name=label.name or default_name(command, request.seed, overrides),
+        group=label.group,
+        description=label.description,
+        kind=label.kind,
+        image_ref=label.image,
+        reference=label.reference,
+        datasets=_datasets(manifest, request),
+        requirements={"gpus": request.gpus, "memory": request.sandbox.memory},
+    )
     private = {"data": {name: str(path) for name, path in parse_data(request.data).items()}}
     store.begin(record, private)
     if subfolder:
@@ -253,6 +233,61 @@ def _status(outcome: RunOutcome) -> Status:
     if outcome.exit_code in KILLED_EXIT_CODES or str(outcome.record.get("status", "")).startswith(("killed", "timed")):
         return "killed"
     return "failed"
+
+
+def begun_record(
+    image: ImageManifest,
+    *,
+    command: str,
+    seed: int | None,
+    overrides: dict[str, Any],
+    name: str,
+    group: str,
+    description: str,
+    kind: str,
+    image_ref: str,
+    reference: str | None,
+    datasets: dict[str, DatasetUse],
+    requirements: Requirements,
+) -> RunRecord:
+    """A run's record as it is begun (status running, nothing ended yet), with its rerun command; the
+    one shape every recorder (a local run, a cluster task) starts from."""
+    manifest = image.manifest
+    record: RunRecord = {
+        "id": uuid.uuid4().hex,
+        "name": name,
+        "group": group,
+        "description": description,
+        "kind": kind,  # type: ignore[typeddict-item]
+        "status": "running",
+        "image": image_ref,
+        "image_id": image.image_id,
+        "manifest_digest": f"sha256:{image.digest}",
+        "reference": reference,
+        "experiment": manifest["experiment"]["name"],
+        "command": command,
+        "argv": [],
+        "seed": seed,
+        "overrides": overrides,
+        "config_sha256": None,
+        "datasets": datasets,
+        "requirements": requirements,
+        "started": now(),
+        "ended": None,
+        "duration_s": None,
+        "exit_code": None,
+        "error": None,
+        "hardware": {},
+        "software": {},
+        "metrics": {},
+        "expected": dict(manifest["metrics"]["expected"]),
+        "history": {},
+        "outputs": [],
+        "log_sha256": None,
+        "rerun": "",
+    }
+    record["rerun"] = rerun_command(record, manifest)
+    return record
 
 
 def fill_from_run(record: RunRecord, outcome: RunOutcome) -> None:
